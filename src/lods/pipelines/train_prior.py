@@ -1,0 +1,181 @@
+"""Train the embedded prior on renders of the world: resumable, deterministic in its seed.
+
+Each step draws its batch, caption dropout, timesteps and noise from a generator seeded by (seed, step), so a
+run resumed from a checkpoint continues exactly as an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..utils.io import atomic_write_json, load_checkpoint, optimizer_from_tensors, optimizer_to_tensors, save_checkpoint
+from ..world.dataset import WorldRenders, render_world
+from ..world.scene import VOCABULARY
+from .. import __version__
+from ..priors import embedded
+
+
+@dataclass
+class TrainPriorConfig:
+    out: str = "runs/prior"
+    steps: int = 20000
+    batch_size: int = 64
+    lr: float = 6e-4
+    warmup_steps: int = 200
+    ema_decay: float = 0.999
+    caption_dropout: float = 0.1
+    view_suffix_prob: float = 0.75
+    min_snr_gamma: float = 5.0
+    data_scenes: int = 12000
+    views_per_scene: int = 4
+    size: int = 32
+    seed: int = 0
+    checkpoint_every: int = 200
+    workers: int = 2
+    time_limit_min: float = 0.0  # stop (after a checkpoint) once this many minutes have passed; 0 = no limit
+
+    def validate(self) -> None:
+        if self.steps <= 0 or self.batch_size <= 0 or self.data_scenes <= 0 or self.views_per_scene <= 0:
+            raise ValueError("steps, batch size, data scenes and views per scene must be positive")
+        if not 0 <= self.caption_dropout < 1 or not 0 <= self.view_suffix_prob <= 1:
+            raise ValueError("caption dropout must lie in [0, 1) and view suffix probability in [0, 1]")
+        if self.lr <= 0 or not 0 < self.ema_decay < 1:
+            raise ValueError("lr must be positive and ema decay in (0, 1)")
+
+
+def _step_generator(seed: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def train_prior(cfg: TrainPriorConfig, progress=None) -> dict:
+    """Train (or resume) and export the EMA weights to `out/prior`. Returns the run's metrics."""
+    cfg.validate()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "config.json", asdict(cfg))
+    data_path = out / f"world_{cfg.seed}_{cfg.data_scenes}x{cfg.views_per_scene}_{cfg.size}.npz"
+    if not data_path.exists():
+        render_world(cfg.data_scenes, cfg.views_per_scene, seed=cfg.seed, size=cfg.size, workers=cfg.workers).save(data_path)
+    data = WorldRenders.load(data_path)
+    images = torch.from_numpy(data.images)
+
+    tokenizer = embedded.build_tokenizer(VOCABULARY)
+    text_encoder = embedded.build_text_encoder(tokenizer, seed=cfg.seed)
+    unet = embedded.build_unet(seed=cfg.seed, sample_size=cfg.size)
+    scheduler = embedded.build_scheduler()
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    ema = [p.detach().clone() for p in params]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+    alphas = scheduler.alphas_cumprod.float()
+    snr = alphas / (1 - alphas)
+
+    ckpt_path = out / "checkpoints" / "last.safetensors"
+    step = 0
+    history: list[dict] = []
+    if ckpt_path.exists():
+        tensors, meta = load_checkpoint(ckpt_path)
+        for i, p in enumerate(params):
+            p.data.copy_(tensors[f"param/{i}"])
+            ema[i].copy_(tensors[f"ema/{i}"])
+        optimizer_from_tensors(opt, tensors, meta["optimizer"])
+        step = meta["step"]
+        history = meta.get("history", [])
+
+    def checkpoint() -> None:
+        tensors = {f"param/{i}": p for i, p in enumerate(params)}
+        tensors.update({f"ema/{i}": e for i, e in enumerate(ema)})
+        opt_t, opt_meta = optimizer_to_tensors(opt)
+        tensors.update(opt_t)
+        save_checkpoint(ckpt_path, tensors, {"step": step, "optimizer": opt_meta, "history": history, "config": asdict(cfg)})
+        export(out / "prior")
+
+    def export(folder: Path) -> None:
+        backup = [p.detach().clone() for p in params]
+        for p, e in zip(params, ema):
+            p.data.copy_(e)
+        embedded.save_prior_folder(
+            folder, unet, text_encoder, tokenizer, scheduler,
+            extra={"lods_version": __version__, "kind": "world", "vocabulary": list(VOCABULARY), "step": step,
+                   "size": cfg.size, "negative_prompt": "", "train_config": asdict(cfg)},
+        )
+        for p, b in zip(params, backup):
+            p.data.copy_(b)
+
+    start = time.time()
+    window: list[float] = []
+    t_last = time.time()
+    unet.train()
+    text_encoder.train()
+    while step < cfg.steps:
+        g = _step_generator(cfg.seed, step)
+        idx = torch.randint(0, len(data), (cfg.batch_size,), generator=g)
+        drop = torch.rand(cfg.batch_size, generator=g) < cfg.caption_dropout
+        suffix = torch.rand(cfg.batch_size, generator=g) < cfg.view_suffix_prob
+        captions = []
+        for j, i in enumerate(idx.tolist()):
+            if drop[j]:
+                captions.append("")
+            elif suffix[j]:
+                captions.append(f"{data.captions[i]}, {data.views[i]} view")
+            else:
+                captions.append(data.captions[i])
+        x0 = images[idx].float() / 127.5 - 1.0
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (cfg.batch_size,), generator=g)
+        noise = torch.randn(x0.shape, generator=g)
+        xt = scheduler.add_noise(x0, noise, t)
+        ids = tokenizer(captions, padding="max_length", max_length=embedded.CONTEXT_LENGTH, truncation=True, return_tensors="pt").input_ids
+        cond = text_encoder(ids)[0]
+        pred = unet(xt, t, encoder_hidden_states=cond).sample
+        weight = snr[t].clamp(max=cfg.min_snr_gamma) / snr[t] if cfg.min_snr_gamma > 0 else torch.ones(cfg.batch_size)
+        per_sample = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
+        loss = (weight * per_sample).mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss is {loss.item()} at step {step}")
+        lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for e, p in zip(ema, params):
+                e.lerp_(p.detach(), 1 - decay)
+        step += 1
+        window.append(per_sample.mean().item())
+        if progress is not None:
+            progress(step, cfg.steps, {"loss": per_sample.mean().item()})
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            now = time.time()
+            history.append({"step": step, "loss": float(np.mean(window)), "images_per_s": len(window) * cfg.batch_size / (now - t_last)})
+            window = []
+            t_last = now
+            checkpoint()
+            if cfg.time_limit_min and (now - start) / 60 >= cfg.time_limit_min:
+                break
+    metrics = {"step": step, "history": history, "final_loss": history[-1]["loss"] if history else math.nan,
+               "seconds_this_session": time.time() - start}
+    atomic_write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+if __name__ == "__main__":  # used to launch the long background run before the CLI existed
+    import sys
+
+    kwargs = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+    cfg = TrainPriorConfig(**kwargs)
+
+    def report(step, total, logs):
+        if step % 20 == 0:
+            print(f"step {step}/{total} loss {logs['loss']:.4f} {time.strftime('%H:%M:%S')}", flush=True)
+
+    train_prior(cfg, progress=report)

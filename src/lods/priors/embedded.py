@@ -1,0 +1,127 @@
+"""The embedded prior's architecture: Stable Diffusion's classes at a size a CPU can train and run.
+
+A pixel-space UNet2DConditionModel at 32² (attention only at 8² and 4²), a CLIPTextModel over the world's
+closed word vocabulary with a fixed 24-token context (padding gives a learned null embedding room, as SD's
+77 tokens do), and a DDPM scheduler. Saved in the diffusers folder layout, so `Prior.load` reads it as it
+reads Stable Diffusion.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+EMBEDDED_PRIOR_DIR = Path(__file__).resolve().parent.parent / "assets" / "prior"
+
+CONTEXT_LENGTH = 24
+TEXT_WIDTH = 128
+SPECIAL_TOKENS = ("<pad>", "<unk>", "<|startoftext|>", "<|endoftext|>")
+
+
+def build_tokenizer(vocabulary):
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate(list(SPECIAL_TOKENS) + list(vocabulary))}
+    tok = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="<|startoftext|> $A <|endoftext|>",
+        special_tokens=[("<|startoftext|>", vocab["<|startoftext|>"]), ("<|endoftext|>", vocab["<|endoftext|>"])],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|startoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        model_max_length=CONTEXT_LENGTH,
+    )
+
+
+def build_text_encoder(tokenizer, seed: int = 0):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=TEXT_WIDTH,
+        intermediate_size=4 * TEXT_WIDTH,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        max_position_embeddings=CONTEXT_LENGTH,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        projection_dim=TEXT_WIDTH,
+    )
+    torch.manual_seed(seed)
+    return CLIPTextModel(config)
+
+
+def build_unet(seed: int = 0, sample_size: int = 32):
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(
+        sample_size=sample_size,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(32, 64, 128, 128),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        cross_attention_dim=TEXT_WIDTH,
+        attention_head_dim=32,
+        norm_num_groups=16,
+    )
+
+
+def build_scheduler():
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(
+        num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon", clip_sample=True
+    )
+
+
+def save_prior_folder(folder: Path, unet, text_encoder, tokenizer, scheduler, extra: dict | None = None, dtype=torch.float16) -> None:
+    """Write a diffusers-layout folder atomically (a temp folder, then a rename)."""
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    unet.to(dtype).save_pretrained(tmp / "unet", safe_serialization=True)
+    text_encoder.to(dtype).save_pretrained(tmp / "text_encoder", safe_serialization=True)
+    unet.to(torch.float32)
+    text_encoder.to(torch.float32)
+    tokenizer.save_pretrained(tmp / "tokenizer")
+    scheduler.save_pretrained(tmp / "scheduler")
+    index = {
+        "_class_name": "StableDiffusionPipeline",
+        "_diffusers_version": __import__("diffusers").__version__,
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "PreTrainedTokenizerFast"],
+        "scheduler": ["diffusers", "DDPMScheduler"],
+        "vae": [None, None],
+        "safety_checker": [None, None],
+        "feature_extractor": [None, None],
+    }
+    (tmp / "model_index.json").write_text(json.dumps(index, indent=2))
+    if extra:
+        (tmp / "lods_prior.json").write_text(json.dumps(extra, indent=2))
+    old = folder.with_name(folder.name + ".old")
+    if folder.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    if old.exists():
+        shutil.rmtree(old)
