@@ -1,0 +1,32 @@
+"""Score-distillation guidance methods behind one interface; add a method with one file and one line here."""
+
+from __future__ import annotations
+
+from ..errors import UserError
+from .base import Guidance, GuidanceConfig, distillation_loss
+from .csd import CSD
+from .lods_embedding import LODSEmbedding
+from .lods_lora import LODSLoRA
+from .sds import SDS
+from .vsd import VSD
+
+GUIDANCES: dict[str, type[Guidance]] = {
+    "sds": SDS,
+    "csd": CSD,
+    "lods-embedding": LODSEmbedding,
+    "lods-lora": LODSLoRA,
+    "vsd": VSD,
+}
+
+
+def guidance_class(name: str) -> type[Guidance]:
+    if name not in GUIDANCES:
+        raise UserError(f"unknown guidance {name!r}; choose one of: {', '.join(GUIDANCES)}")
+    return GUIDANCES[name]
+
+
+def build_guidance(name: str, prior, prompt: str, config: GuidanceConfig | None = None) -> Guidance:
+    return guidance_class(name)(prior, prompt, config)
+
+
+__all__ = ["GUIDANCES", "Guidance", "GuidanceConfig", "build_guidance", "distillation_loss", "guidance_class"]

@@ -125,3 +125,20 @@ def save_prior_folder(folder: Path, unet, text_encoder, tokenizer, scheduler, ex
     os.replace(tmp, folder)
     if old.exists():
         shutil.rmtree(old)
+
+
+def install_prior(src: Path, dst: Path = EMBEDDED_PRIOR_DIR) -> None:
+    """Copy a trained prior folder over the packaged default (atomically: copy beside, then rename)."""
+    src, dst = Path(src), Path(dst)
+    tmp = dst.with_name(dst.name + ".installing")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(src, tmp)
+    old = dst.with_name(dst.name + ".old")
+    if dst.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(dst, old)
+    os.replace(tmp, dst)
+    if old.exists():
+        shutil.rmtree(old)

@@ -124,3 +124,36 @@ def evaluation_cameras(n: int = 8, elevation_deg: float = 20.0, distance: float 
 
 def fov_to_focal(fov_deg: float, size: int) -> float:
     return 0.5 * size / math.tan(math.radians(fov_deg) / 2)
+
+
+@dataclass
+class CameraSamplerConfig:
+    """Random orbit cameras for training views (degrees, world units)."""
+
+    elevation_range: tuple[float, float] = (-10.0, 45.0)
+    azimuth_range: tuple[float, float] = (-180.0, 180.0)
+    distance_range: tuple[float, float] = (2.3, 2.7)
+    fov_range: tuple[float, float] = (40.0, 40.0)
+    views_per_step: int = 4
+
+    def validate(self) -> None:
+        for name in ("elevation_range", "azimuth_range", "distance_range", "fov_range"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ValueError(f"{name}: low {lo} is above high {hi}")
+        if self.distance_range[0] <= 0 or not 0 < self.fov_range[0] <= self.fov_range[1] < 180:
+            raise ValueError("distances must be positive and fields of view in (0, 180)")
+        if self.views_per_step <= 0:
+            raise ValueError("views_per_step must be positive")
+
+
+def sample_cameras(cfg: CameraSamplerConfig, generator: torch.Generator | None = None, n: int | None = None) -> Cameras:
+    """Cameras drawn uniformly in the configured ranges; azimuths are stratified so a batch sees all sides."""
+    n = n or cfg.views_per_step
+
+    def uniform(lo, hi):
+        return lo + (hi - lo) * torch.rand(n, generator=generator)
+
+    span = cfg.azimuth_range[1] - cfg.azimuth_range[0]
+    az = cfg.azimuth_range[0] + (torch.arange(n) + torch.rand(n, generator=generator)) * span / n
+    return orbit_cameras(uniform(*cfg.elevation_range), az, uniform(*cfg.distance_range), uniform(*cfg.fov_range))

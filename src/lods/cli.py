@@ -1,0 +1,156 @@
+"""The `lods` command: a thin layer over the pipelines' typed configs."""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import UserError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Text- and image-to-3D by score distillation (LODS, SDS, CSD, VSD) on 3D Gaussians and NeRF.",
+)
+prior_app = typer.Typer(no_args_is_help=True, help="Train and sample the embedded prior.")
+judge_app = typer.Typer(no_args_is_help=True, help="Train the world's classifier (the judge).")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: quality on the world, speed, the CFG sweep.")
+app.add_typer(prior_app, name="prior")
+app.add_typer(judge_app, name="judge")
+app.add_typer(bench_app, name="bench")
+
+PRIOR_HELP = "Diffusers folder or hub id of the prior (default: the embedded prior)."
+DEVICE_HELP = "cpu or cuda."
+QUIET_HELP = "No progress bar."
+
+
+def _device(device: str) -> str:
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise UserError(f"unknown device {device!r}; choose cpu or cuda")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda was asked for but no CUDA device is available")
+    return device
+
+
+@app.command()
+def distill2d(
+    prompt: str = typer.Argument(..., help="Text prompt."),
+    guidance: str = typer.Option("lods-embedding", help="sds, csd, lods-embedding, lods-lora or vsd."),
+    prior: Optional[str] = typer.Option(None, help=PRIOR_HELP),
+    steps: int = typer.Option(500, help="Optimisation steps."),
+    cfg: Optional[float] = typer.Option(None, "--cfg", help="CFG scale (default: the method's default for the prior)."),
+    seed: int = typer.Option(0, help="Random seed."),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
+    out: Path = typer.Option(Path("outputs/distill2d"), help="Output folder."),
+    quiet: bool = typer.Option(False, help=QUIET_HELP),
+):
+    """Optimise one image with a guidance (the 2D playground): writes image.png, metrics.json, config.yaml, loss.png."""
+    from .pipelines.distill2d import Distill2DConfig, run_distill2d
+    from .progress import progress_bar
+
+    config = Distill2DConfig(prompt=prompt, guidance=guidance, prior=prior, steps=steps, cfg=cfg, seed=seed,
+                             device=_device(device), out=str(out))
+    with progress_bar(f"distill2d {guidance}", steps, enabled=not quiet) as bar:
+        metrics = run_distill2d(config, progress=bar)
+    typer.echo(f"wrote {out}/image.png (final loss {metrics.get('final_loss', float('nan')):.4g})")
+
+
+@prior_app.command("train")
+def prior_train(
+    out: Path = typer.Option(Path("runs/prior"), help="Run folder (checkpoints, the exported prior in OUT/prior)."),
+    steps: int = typer.Option(8000, help="Total training steps."),
+    batch_size: int = typer.Option(64),
+    lr: float = typer.Option(8e-4),
+    data_scenes: int = typer.Option(12000, help="Scenes rendered for the training set (4 views each)."),
+    seed: int = typer.Option(0),
+    checkpoint_every: int = typer.Option(200),
+    time_limit: float = typer.Option(0.0, help="Stop after this many minutes (0: no limit); rerun to resume."),
+    workers: int = typer.Option(2, help="Processes rendering the training set."),
+    install: bool = typer.Option(False, help="Copy the exported prior into the package as the new default."),
+    quiet: bool = typer.Option(False, help=QUIET_HELP),
+):
+    """Train (or resume) the embedded prior on renders of the world."""
+    from .pipelines.train_prior import TrainPriorConfig, train_prior
+    from .progress import progress_bar
+
+    config = TrainPriorConfig(out=str(out), steps=steps, batch_size=batch_size, lr=lr, data_scenes=data_scenes, seed=seed,
+                              checkpoint_every=checkpoint_every, time_limit_min=time_limit, workers=workers)
+    try:
+        config.validate()
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    with progress_bar("prior", steps, enabled=not quiet) as bar:
+        metrics = train_prior(config, progress=bar)
+    typer.echo(f"step {metrics['step']}: loss {metrics['final_loss']:.4f}; prior in {out / 'prior'}")
+    if install:
+        from .priors.embedded import EMBEDDED_PRIOR_DIR, install_prior
+
+        install_prior(out / "prior", EMBEDDED_PRIOR_DIR)
+        typer.echo(f"installed as the default prior: {EMBEDDED_PRIOR_DIR}")
+
+
+@prior_app.command("sample")
+def prior_sample(
+    prompts: list[str] = typer.Argument(..., help="One or more prompts (one row of the grid each)."),
+    prior: Optional[str] = typer.Option(None, help=PRIOR_HELP),
+    cfg: float = typer.Option(5.0, "--cfg", help="CFG scale."),
+    n: int = typer.Option(8, help="Samples per prompt."),
+    steps: int = typer.Option(50, help="DDIM steps."),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
+    out: Path = typer.Option(Path("grid.png"), help="PNG grid to write."),
+):
+    """Sample the prior with classifier-free guidance into a grid (one row per prompt)."""
+    from .priors.prior import Prior
+    from .priors.sampling import sample_grid
+
+    if n <= 0 or steps <= 0 or cfg <= 0:
+        raise UserError("--n, --steps and --cfg must be positive")
+    p = Prior.load(prior, device=_device(device))
+    for text in prompts:
+        p.check_prompt(text)
+    sample_grid(p, prompts, out, cfg=cfg, n=n, steps=steps, seed=seed)
+    typer.echo(f"wrote {out}")
+
+
+def main() -> None:
+    """Entry point: bad input is one line on stderr and exit 2; no traceback."""
+    try:
+        app(standalone_mode=False)
+    except UserError as e:
+        print(f"lods: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except FileNotFoundError as e:
+        print(f"lods: error: {e.strerror}: {e.filename}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            print("lods: error: no space left on the device; nothing was overwritten", file=sys.stderr)
+        else:
+            print(f"lods: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("lods: interrupted (the last checkpoint is kept; rerun with --resume)", file=sys.stderr)
+        sys.exit(130)
+    except _click_exceptions() as e:
+        e.show()
+        sys.exit(e.exit_code)
+
+
+def _click_exceptions():
+    import click
+
+    return (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""The guidance interface: rendered images (+ cameras, step) in, named losses and diagnostics out.
+
+Every distillation loss is an MSE to a detached target, `0.5 * sum((z - stopgrad(z - grad))^2) / B`, whose
+gradient with respect to `z` is `grad / B` (algorithm.md). Learnable parts (an embedding, a LoRA) are exposed
+as optimizer groups and trained by `loss_prior` in the same optimizer step as the scene.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+from .prompts import PromptEmbeddings
+from .schedules import sample_timesteps, timestep_range
+
+
+@dataclass
+class GuidanceConfig:
+    guidance_scale: float | None = None  # CFG scale s; None: the prior's or the method's default; inf allowed (LODS)
+    min_step_percent: float = 0.02
+    max_step_percent: float = 0.98
+    max_step_percent_annealed: float | None = None  # max t fraction reached at anneal_end_step (None: no annealing)
+    anneal_start_step: int = 0
+    anneal_end_step: int = 0  # <= anneal_start_step: a jump at anneal_start_step
+    view_dependent_prompting: bool = True
+    grad_clip: float | None = None  # clamp each element of grad to ±grad_clip (off by default)
+    negative_prompt: str | None = None  # None: the prior's default ("" for SD and the embedded prior)
+    lr: float | None = None  # learnable part's learning rate; None: the method's default
+    weight_decay: float = 0.0
+    lora_rank: int = 4
+    lora_scale_uncond: float = 0.5  # LODS-LoRA: adapter scale of the learned unconditional branch
+    camera_dropout: float = 0.1  # VSD: probability of dropping the camera while training the LoRA
+
+    def validate(self) -> None:
+        if not 0.0 <= self.min_step_percent < self.max_step_percent <= 1.0:
+            raise UserError("need 0 <= min_step_percent < max_step_percent <= 1")
+        if self.max_step_percent_annealed is not None and not self.min_step_percent < self.max_step_percent_annealed <= 1.0:
+            raise UserError("max_step_percent_annealed must lie in (min_step_percent, 1]")
+        if self.guidance_scale is not None and not self.guidance_scale > 0:
+            raise UserError(f"the guidance (CFG) scale must be positive, got {self.guidance_scale}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise UserError("grad_clip must be positive (or None)")
+        if self.lr is not None and not self.lr > 0:
+            raise UserError("the guidance learning rate must be positive")
+        if self.lora_rank < 1:
+            raise UserError("lora_rank must be at least 1")
+        if not 0.0 <= self.camera_dropout < 1.0:
+            raise UserError("camera_dropout must lie in [0, 1)")
+
+
+def distillation_loss(z: torch.Tensor, grad: torch.Tensor, clip: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`0.5 * sum((z - stopgrad(z - grad))^2) / B`: d loss / dz = grad / B. Returns (loss, the grad used)."""
+    grad = torch.nan_to_num(grad.detach().float())
+    if clip is not None:
+        grad = grad.clamp(-clip, clip)
+    target = (z - grad).detach()
+    return 0.5 * ((z - target) ** 2).sum() / z.shape[0], grad
+
+
+class Guidance(nn.Module):
+    """Base class: holds the prior (not as a submodule), the prompt embeddings and the config."""
+
+    name = "guidance"
+    default_guidance_scale: float | None = None  # None: the method uses no CFG scale
+    default_lr: float | None = None  # None: nothing learnable
+
+    def __init__(self, prior, prompt: str, config: GuidanceConfig | None = None):
+        super().__init__()
+        config = config or GuidanceConfig()
+        config.validate()
+        prior.check_prompt(prompt)
+        negative = prior.default_negative_prompt if config.negative_prompt is None else config.negative_prompt
+        prior.check_prompt(negative, allow_empty=True)
+        self.prior = prior
+        self.config = config
+        self.guidance_scale = self.resolve_guidance_scale(prior, config)
+        self.lr = config.lr if config.lr is not None else self.default_lr
+        self.prompts = PromptEmbeddings(prior, prompt, negative, config.view_dependent_prompting)
+
+    @classmethod
+    def resolve_guidance_scale(cls, prior, config: GuidanceConfig) -> float | None:
+        """config → the prior's `guidance_scales[name]` (lods_prior.json) → the method's default."""
+        if cls.default_guidance_scale is None:
+            return None
+        if config.guidance_scale is not None:
+            return float(config.guidance_scale)
+        return float(prior.extra.get("guidance_scales", {}).get(cls.name, cls.default_guidance_scale))
+
+    # ---------------------------------------------------------------- interface
+    def forward(self, images01: torch.Tensor, cameras=None, step: int = 0, *, t=None, noise=None, generator=None) -> dict:
+        """Losses for rendered images in [0, 1] (B, 3, H, W); see `forward_latents`."""
+        return self.forward_latents(self.prior.encode_images(images01), cameras, step, t=t, noise=noise, generator=generator)
+
+    def forward_latents(self, z: torch.Tensor, cameras=None, step: int = 0, *, t=None, noise=None, generator=None) -> dict:
+        """Losses for model-space `z` (latents or [-1, 1] pixels). Random draws in order: t, ε, then t', ε'
+        of the learnable part's loss, all from `generator` (t and ε may be given instead)."""
+        raise NotImplementedError
+
+    def param_groups(self) -> list[dict]:
+        """Optimizer groups ({params, lr, name, weight_decay}) of the learnable parts; [] if none."""
+        return []
+
+    def learnable_state(self) -> dict[str, torch.Tensor]:
+        """Tensors to checkpoint the learnable parts (safetensors-ready)."""
+        return {f"module/{k}": v.detach().clone() for k, v in self.state_dict().items()}
+
+    def load_learnable_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.load_state_dict({k[len("module/"):]: v for k, v in state.items() if k.startswith("module/")})
+
+    # ---------------------------------------------------------------- shared steps
+    def draw(self, z: torch.Tensor, step: int, t=None, noise=None, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Timesteps t ~ U{min..max(step)} and noise ε for the distillation gradient."""
+        c = self.config
+        if t is None:
+            lo, hi = timestep_range(step, self.prior.num_train_timesteps, c.min_step_percent, c.max_step_percent,
+                                    c.max_step_percent_annealed, c.anneal_start_step, c.anneal_end_step)
+            t = sample_timesteps(z.shape[0], lo, hi, generator, z.device)
+        t = torch.as_tensor(t, device=z.device).long().reshape(-1).expand(z.shape[0])
+        if noise is None:
+            noise = randn_like(z, generator)
+        return t, noise.to(z.device, torch.float32)
+
+    def draw_prior(self, z: torch.Tensor, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fresh t' ~ U{0..N-1} and ε' for the learnable part's denoising loss."""
+        t = sample_timesteps(z.shape[0], 0, self.prior.num_train_timesteps - 1, generator, z.device)
+        return t, randn_like(z, generator)
+
+    def weight(self, t: torch.Tensor) -> torch.Tensor:
+        """w(t) = 1 - ᾱ_t, shaped (B, 1, 1, 1)."""
+        return (1.0 - self.prior.alphas_cumprod[t]).view(-1, 1, 1, 1)
+
+    def finish(self, z: torch.Tensor, grad: torch.Tensor, t: torch.Tensor, **losses) -> dict:
+        """Wrap `grad` into loss_sds and add the diagnostics every method reports."""
+        loss, grad = distillation_loss(z, grad, self.config.grad_clip)
+        out = {"loss_sds": loss, **losses}
+        out["t"] = t.detach()
+        out["grad_norm"] = float(grad.flatten(1).norm(dim=1).mean())
+        return out
+
+
+def randn_like(z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    device = generator.device if generator is not None else z.device
+    return torch.randn(z.shape, generator=generator, device=device).to(z.device)
+
+
+def is_infinite(scale: float | None) -> bool:
+    return scale is not None and math.isinf(scale)

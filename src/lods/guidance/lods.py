@@ -1,0 +1,45 @@
+"""LODS core shared by its two variants (algorithm.md, "LODS — the method").
+
+grad = w(t) [ε(z_t; y) + ((1-s)/s) ε_ψ(z_t; ∅_learned) - ε/s]   (s = ∞: exactly w(t) [ε(z_t; y) - ε_ψ(z_t; ∅)])
+loss_prior = mean((ε_ψ(z'_t'; ∅_learned, t') - ε')²) on z' = stopgrad(z), fresh t' ~ U{0..N-1} and ε'.
+The branches of `grad` run under no_grad, so loss_sds sends nothing to the learnable part ψ.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import Guidance, is_infinite
+
+
+def lods_grad(eps_y: torch.Tensor, eps_learned: torch.Tensor, noise: torch.Tensor, scale: float, w: torch.Tensor) -> torch.Tensor:
+    if is_infinite(scale):
+        return w * (eps_y - eps_learned)
+    return w * (eps_y + ((1.0 - scale) / scale) * eps_learned - noise / scale)
+
+
+class LODS(Guidance):
+    """A variant provides the two branches; the gradient and the learnable part's loss are shared."""
+
+    default_guidance_scale = 1000.0
+
+    def branches(self, z_t, t, cond) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ε(z_t; y), ε_ψ(z_t; ∅_learned)), called under no_grad."""
+        raise NotImplementedError
+
+    def learned_unconditional(self, z_t, t) -> torch.Tensor:
+        """ε_ψ(z_t; ∅_learned), differentiable with respect to ψ."""
+        raise NotImplementedError
+
+    def forward_latents(self, z, cameras=None, step=0, *, t=None, noise=None, generator=None) -> dict:
+        t, noise = self.draw(z, step, t, noise, generator)
+        cond = self.prompts.conditional(cameras, z.shape[0])
+        with torch.no_grad():
+            z_t = self.prior.add_noise(z.detach(), noise, t)
+            eps_y, eps_learned = self.branches(z_t, t, cond)
+            grad = lods_grad(eps_y, eps_learned, noise, self.guidance_scale, self.weight(t))
+        t_p, noise_p = self.draw_prior(z, generator)
+        z_p = self.prior.add_noise(z.detach(), noise_p, t_p)
+        loss_prior = F.mse_loss(self.learned_unconditional(z_p, t_p), noise_p)
+        return self.finish(z, grad, t, loss_prior=loss_prior)

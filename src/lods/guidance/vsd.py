@@ -1,0 +1,84 @@
+"""VSD (ProlificDreamer): grad = w(t) (ε_cfg(z_t; y, s) - ε_lora(z_t; y, camera)).
+
+The LoRA branch is a rank-4 LoRA at scale 1 on the shared UNet plus a camera embedding: the flattened 4×4
+camera-to-world matrix through a small MLP, added to the UNet's timestep embedding by a forward hook that
+exists only during the LoRA call. Its last layer starts at zero, so the branch starts as the pretrained model.
+It is trained on detached renders with the denoising loss (`loss_prior`), the camera dropped with p=0.1.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..priors import lora
+from .base import Guidance
+
+
+class VSD(Guidance):
+    name = "vsd"
+    default_guidance_scale = 7.5
+    default_lr = 1e-4
+
+    def __init__(self, prior, prompt, config=None):
+        super().__init__(prior, prompt, config)
+        self.adapter = lora.add_lora(prior.unet, "vsd", rank=self.config.lora_rank)
+        width = prior.unet.time_embedding.linear_2.out_features
+        self.camera_mlp = nn.Sequential(nn.Linear(16, width), nn.SiLU(), nn.Linear(width, width)).to(prior.device)
+        nn.init.zeros_(self.camera_mlp[2].weight)
+        nn.init.zeros_(self.camera_mlp[2].bias)
+
+    @contextmanager
+    def camera_conditioning(self, cameras16: torch.Tensor):
+        emb = self.camera_mlp(cameras16)
+
+        def add_camera(module, args, output):
+            return output + emb.to(output.dtype)
+
+        handle = self.prior.unet.time_embedding.register_forward_hook(add_camera)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def lora_eps(self, z_t, t, cond, cameras16):
+        with self.camera_conditioning(cameras16):
+            return self.prior.predict_noise(z_t, t, cond, lora_scale=1.0, adapter=self.adapter)
+
+    def forward_latents(self, z, cameras=None, step=0, *, t=None, noise=None, generator=None) -> dict:
+        b = z.shape[0]
+        t, noise = self.draw(z, step, t, noise, generator)
+        cond = self.prompts.conditional(cameras, b)
+        cams = cameras.c2w.reshape(b, 16).to(z.device, torch.float32) if cameras is not None else z.new_zeros(b, 16)
+        with torch.no_grad():
+            z_t = self.prior.add_noise(z.detach(), noise, t)
+            embeddings = torch.cat([cond, self.prompts.unconditional(b)])
+            eps_y, eps_null = self.prior.predict_noise(torch.cat([z_t, z_t]), torch.cat([t, t]), embeddings).chunk(2)
+            eps_cfg = eps_null + self.guidance_scale * (eps_y - eps_null)
+            grad = self.weight(t) * (eps_cfg - self.lora_eps(z_t, t, cond, cams))
+        t_p, noise_p = self.draw_prior(z, generator)
+        keep = draw_uniform(b, generator, z.device) >= self.config.camera_dropout
+        z_p = self.prior.add_noise(z.detach(), noise_p, t_p)
+        loss_prior = F.mse_loss(self.lora_eps(z_p, t_p, cond, cams * keep[:, None]), noise_p)
+        return self.finish(z, grad, t, loss_prior=loss_prior)
+
+    def param_groups(self) -> list[dict]:
+        params = lora.lora_parameters(self.prior.unet, self.adapter) + list(self.camera_mlp.parameters())
+        return [{"params": params, "lr": self.lr, "name": "vsd_lora", "weight_decay": self.config.weight_decay}]
+
+    def learnable_state(self):
+        state = super().learnable_state()
+        state.update({f"lora/{k}": v for k, v in lora.lora_state(self.prior.unet, self.adapter).items()})
+        return state
+
+    def load_learnable_state(self, state):
+        super().load_learnable_state(state)
+        lora.load_lora_state(self.prior.unet, self.adapter, {k[5:]: v for k, v in state.items() if k.startswith("lora/")})
+
+
+def draw_uniform(batch: int, generator, device) -> torch.Tensor:
+    gen_device = generator.device if generator is not None else device
+    return torch.rand(batch, generator=generator, device=gen_device).to(device)

@@ -1,0 +1,202 @@
+"""The 2D playground: optimise one image (or a few particles) with a guidance method and a prior.
+
+The optimised tensor lives in the prior's model space: the latent for a latent prior, [-1, 1] pixels for a
+pixel-space prior. One optimizer step updates it and the guidance's learnable parts together. Outputs are
+written to a temp folder beside `out` and renamed onto it at the end, so a failed run leaves nothing behind and
+an existing result is only replaced by a finished one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import dump_yaml
+from ..errors import UserError
+from ..guidance import GuidanceConfig, build_guidance, guidance_class
+from ..utils.io import atomic_write_json, atomic_write_text
+
+
+@dataclass
+class Distill2DConfig:
+    prompt: str = ""
+    guidance: str = "lods-embedding"
+    prior: str | None = None  # a diffusers folder or hub id; None: the embedded prior
+    steps: int = 500
+    guidance_scale: float | None = None  # None: the method's default for the prior
+    seed: int = 0
+    device: str = "cpu"
+    out: str = "runs/distill2d"
+    lr: float = 3e-2  # Adam on the latent / pixels
+    batch: int = 1  # particles
+    log_every: int = 100  # save snapshots/step_XXXXX.png every this many steps (0: none)
+    guidance_config: GuidanceConfig = field(default_factory=GuidanceConfig)
+
+    def validate(self) -> None:
+        if not self.prompt.strip():
+            raise UserError("the prompt is empty")
+        guidance_class(self.guidance)
+        if self.steps <= 0:
+            raise UserError(f"steps must be positive, got {self.steps}")
+        if self.guidance_scale is not None and not self.guidance_scale > 0:
+            raise UserError(f"the guidance (CFG) scale must be positive, got {self.guidance_scale}")
+        if not self.lr > 0:
+            raise UserError(f"lr must be positive, got {self.lr}")
+        if self.batch <= 0:
+            raise UserError(f"batch must be positive, got {self.batch}")
+        if self.log_every < 0:
+            raise UserError(f"log_every must be >= 0, got {self.log_every}")
+        self.guidance_config.validate()
+
+
+def saturation(images01: torch.Tensor) -> torch.Tensor:
+    """Mean HSV saturation, (max - min) / max per pixel (0 for black)."""
+    hi = images01.amax(dim=1)
+    lo = images01.amin(dim=1)
+    return torch.where(hi > 0, (hi - lo) / hi.clamp_min(1e-8), torch.zeros_like(hi)).mean()
+
+
+@torch.no_grad()
+def prior_denoising_loss(prior, z: torch.Tensor, prompt: str, seed: int = 0, n_timesteps: int = 10) -> float:
+    """The prior's own ε-MSE on `z` under the prompt, averaged over a fixed grid of t and fixed noise."""
+    g = torch.Generator().manual_seed(seed)
+    cond = prior.encode_text([prompt]).expand(z.shape[0], -1, -1)
+    total = 0.0
+    ts = torch.linspace(0.05, 0.95, n_timesteps) * (prior.num_train_timesteps - 1)
+    for t_value in ts.round().long().tolist():
+        noise = torch.randn(z.shape, generator=g).to(z.device)
+        t = torch.full((z.shape[0],), t_value, device=z.device, dtype=torch.long)
+        pred = prior.predict_noise(prior.add_noise(z, noise, t), t, cond)
+        total += float(((pred - noise) ** 2).mean())
+    return total / n_timesteps
+
+
+def _save_png(path: Path, images01: torch.Tensor) -> None:
+    from PIL import Image
+
+    tiles = (images01.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    Image.fromarray(np.concatenate(list(tiles), axis=1)).save(path)
+
+
+def _save_loss_plot(path: Path, history: list[dict]) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    steps = [h["step"] for h in history]
+    for key in sorted({k for h in history for k in h if k.startswith("loss_")}):
+        ax.plot(steps, [h.get(key, float("nan")) for h in history], label=key)
+    ax.set_xlabel("step")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def run_distill2d(cfg: Distill2DConfig, progress=None, prior=None) -> dict:
+    """Run the playground; write image.png, metrics.json, config.yaml, loss.png (+ snapshots/) into `cfg.out`.
+
+    `progress(step, total, logs)` is called after every step. `prior` (optional) reuses a loaded Prior.
+    """
+    cfg.validate()
+    from ..priors.prior import Prior
+
+    device = torch.device(cfg.device)
+    if prior is None:
+        prior = Prior.load(cfg.prior, device=device)
+    gcfg = dataclasses.replace(cfg.guidance_config)
+    if cfg.guidance_scale is not None:
+        gcfg.guidance_scale = cfg.guidance_scale
+    guidance = build_guidance(cfg.guidance, prior, cfg.prompt, gcfg)
+    resolved = dataclasses.replace(
+        cfg, prior=prior.source, guidance_scale=guidance.guidance_scale,
+        guidance_config=dataclasses.replace(
+            gcfg, guidance_scale=guidance.guidance_scale, lr=guidance.lr, negative_prompt=guidance.prompts.negative_prompt
+        ),
+    )
+
+    g = torch.Generator(device=prior.device).manual_seed(cfg.seed)
+    shape = (cfg.batch, prior.latent_channels, prior.latent_size, prior.latent_size)
+    if prior.is_latent:
+        init = torch.randn(shape, generator=g, device=g.device)
+    else:
+        init = torch.rand(shape, generator=g, device=g.device) * 2.0 - 1.0
+    z = torch.nn.Parameter(init.to(prior.device))
+    groups = [{"params": [z], "lr": cfg.lr, "name": "image", "weight_decay": 0.0}] + guidance.param_groups()
+    optimizer = torch.optim.AdamW(groups)  # per-group weight decay; 0 for the image (plain Adam)
+
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.mkdir()
+    try:
+        history: list[dict] = []
+        for step in range(cfg.steps):
+            losses = guidance.forward_latents(z, None, step, generator=g)
+            total = sum(v for k, v in losses.items() if k.startswith("loss_"))
+            if not torch.isfinite(total):
+                raise UserError(f"loss became NaN at step {step}")
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            optimizer.step()
+            logs = {k: float(v.detach()) for k, v in losses.items() if k.startswith("loss_")}
+            logs["t"] = float(losses["t"].float().mean())
+            logs["grad_norm"] = losses["grad_norm"]
+            history.append({"step": step, **logs})
+            if cfg.log_every and (step + 1) % cfg.log_every == 0 and step + 1 < cfg.steps:
+                with torch.no_grad():
+                    (tmp / "snapshots").mkdir(exist_ok=True)
+                    _save_png(tmp / "snapshots" / f"step_{step + 1:05d}.png", prior.decode(z.detach()))
+            if progress is not None:
+                progress(step + 1, cfg.steps, logs)
+
+        with torch.no_grad():
+            images = prior.decode(z.detach())
+        metrics: dict = {
+            "prompt": cfg.prompt,
+            "guidance": cfg.guidance,
+            "guidance_scale": guidance.guidance_scale,
+            "steps": cfg.steps,
+            "history": history,
+            "final": {k: v for k, v in history[-1].items() if k.startswith("loss_")},
+            "saturation": float(saturation(images)),
+            "mean_rgb": [float(c) for c in images.mean(dim=(0, 2, 3))],
+        }
+        if prior.kind == "world":
+            metrics["prior_denoising_loss"] = prior_denoising_loss(prior, z.detach(), cfg.prompt, seed=cfg.seed)
+        _save_png(tmp / "image.png", images)
+        atomic_write_json(tmp / "metrics.json", metrics)
+        atomic_write_text(tmp / "config.yaml", dump_yaml(resolved))
+        _save_loss_plot(tmp / "loss.png", history)
+        _replace_folder(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"out": str(out), "image": str(out / "image.png"), "metrics": metrics}
+
+
+def _replace_folder(tmp: Path, out: Path) -> None:
+    """Move the finished `tmp` onto `out`; an existing `out` is removed only after the move succeeds."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except OSError:
+        if old is not None:
+            os.replace(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+__all__ = ["Distill2DConfig", "prior_denoising_loss", "run_distill2d", "saturation"]

@@ -1,0 +1,314 @@
+"""Text-to-3D: one loop that wires a prior, a guidance and a 3D backbone, with checkpoints and exact resume.
+
+Every step reseeds the global torch RNG from (seed, step), so cameras, timesteps, noise and densification
+draw the same numbers whether the run was interrupted or not; a resumed run reaches the same result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+
+from ..config import dump_yaml, from_dict
+from ..errors import UserError
+from ..guidance import GUIDANCES, build_guidance
+from ..guidance.base import GuidanceConfig
+from ..render.cameras import CameraSamplerConfig, sample_cameras
+from ..scenes.base import Scene3D
+from ..utils.io import atomic_write_json, atomic_write_text, load_checkpoint, optimizer_from_tensors, optimizer_to_tensors, save_checkpoint
+
+BACKBONES = ("gs", "nerf")
+PRESETS = ("fast", "paper")
+
+
+@dataclass
+class ExportConfig:
+    mesh_resolution: int = 64
+    turntable_frames: int = 36
+    turntable_size: int = 128
+    views_size: int = 64
+    eval_views: int = 8
+
+
+@dataclass
+class GenerateConfig:
+    prompt: str = ""
+    backbone: str = "gs"
+    guidance: str = "lods-embedding"
+    prior: str | None = None  # None: the embedded prior
+    preset: str = "fast"
+    steps: int = 400
+    seed: int = 0
+    device: str = "cpu"
+    out: str = "outputs/run"
+    render_size: int = 64
+    # progressive resolution: [[step, size], ...] switches the render size at those steps
+    resolution_schedule: list = field(default_factory=list)
+    background: str = "white"  # "white" or "random" (a random flat colour per view, as threestudio)
+    checkpoint_every: int = 100
+    lambdas: dict = field(default_factory=lambda: {"sds": 1.0, "prior": 1.0})
+    cameras: CameraSamplerConfig = field(default_factory=CameraSamplerConfig)
+    guidance_config: GuidanceConfig = field(default_factory=GuidanceConfig)
+    gaussians: dict = field(default_factory=dict)  # GaussianConfig fields
+    field: dict = field(default_factory=dict)  # FieldConfig fields
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+    def validate(self) -> None:
+        if not self.prompt.strip():
+            raise UserError("the prompt is empty")
+        if self.backbone not in BACKBONES:
+            raise UserError(f"unknown backbone {self.backbone!r}; choose one of: {', '.join(BACKBONES)}")
+        if self.guidance not in GUIDANCES:
+            raise UserError(f"unknown guidance {self.guidance!r}; choose one of: {', '.join(GUIDANCES)}")
+        if self.preset not in PRESETS:
+            raise UserError(f"unknown preset {self.preset!r}; choose one of: {', '.join(PRESETS)}")
+        if self.steps <= 0:
+            raise UserError(f"--steps must be positive, got {self.steps}")
+        if self.render_size < 8 or any(s < 8 for _, s in self.resolution_schedule):
+            raise UserError("render sizes must be at least 8 pixels")
+        if self.checkpoint_every <= 0:
+            raise UserError("checkpoint_every must be positive")
+        if self.background not in ("white", "random"):
+            raise UserError(f"unknown background {self.background!r}; choose white or random")
+        if self.guidance_config.guidance_scale is not None and self.guidance_config.guidance_scale <= 0:
+            raise UserError(f"--cfg must be positive, got {self.guidance_config.guidance_scale}")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise UserError("--device cuda was asked for but no CUDA device is available")
+        try:
+            self.cameras.validate()
+        except ValueError as e:
+            raise UserError(str(e)) from None
+
+
+def preset_config(preset: str, backbone: str, guidance: str) -> GenerateConfig:
+    """The defaults of a preset: `fast` is the CPU setting for the embedded prior; `paper` is algorithm.md's."""
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    if preset == "fast":
+        cfg = GenerateConfig(preset="fast", backbone=backbone, guidance=guidance, steps=400 if backbone == "gs" else 300, render_size=64)
+        cfg.cameras = CameraSamplerConfig(views_per_step=4 if backbone == "gs" else 2)
+        cfg.guidance_config = GuidanceConfig(guidance_scale=fast_cfg_scale(guidance), embedding_lr=1e-3)
+        cfg.lambdas = {"sds": 1.0, "prior": 1.0, "sparsity": 0.0, "opacity": 0.0}
+        cfg.gaussians = {"num_points": 1000}
+        cfg.field = {}
+        cfg.checkpoint_every = 50
+        return cfg
+    # paper: SD 2.1-base on CUDA, the reference settings
+    if backbone == "gs":
+        cfg = GenerateConfig(preset="paper", backbone="gs", guidance=guidance, steps=2500, render_size=512, device="cuda",
+                             prior="stabilityai/stable-diffusion-2-1-base", background="random")
+        cfg.cameras = CameraSamplerConfig(elevation_range=(-10.0, 45.0), distance_range=(3.0, 3.5), fov_range=(40.0, 70.0), views_per_step=8)
+        cfg.guidance_config = GuidanceConfig(guidance_scale=1000.0 if guidance.startswith("lods") else 100.0,
+                                             max_step_percent_annealed=0.55, anneal_start_step=500, anneal_end_step=501,
+                                             negative_prompt="a point cloud image", embedding_lr=1e-4)
+        cfg.gaussians = {"num_points": 4096}
+    else:
+        cfg = GenerateConfig(preset="paper", backbone="nerf", guidance=guidance, steps=25000, render_size=256, device="cuda",
+                             prior="stabilityai/stable-diffusion-2-1-base", resolution_schedule=[[10000, 512]], background="random")
+        cfg.cameras = CameraSamplerConfig(elevation_range=(-10.0, 45.0), distance_range=(1.5, 2.0), fov_range=(40.0, 70.0), views_per_step=1)
+        cfg.guidance_config = GuidanceConfig(guidance_scale=1000.0 if guidance.startswith("lods") else 100.0,
+                                             max_step_percent_annealed=0.5, anneal_start_step=10000, anneal_end_step=10001,
+                                             negative_prompt="", embedding_lr=1e-5)
+    cfg.lambdas = {"sds": 1.0, "prior": 1.0, "sparsity": 0.0, "opacity": 0.0}
+    cfg.checkpoint_every = 1000
+    return cfg
+
+
+def fast_cfg_scale(guidance: str) -> float:
+    """CFG scales for the embedded prior (see docs/results.md for the sweep behind them)."""
+    return {"sds": 20.0, "csd": 1.0, "vsd": 7.5}.get(guidance, 100.0)
+
+
+def render_size_at(cfg: GenerateConfig, step: int) -> int:
+    size = cfg.render_size
+    for at, s in sorted(cfg.resolution_schedule):
+        if step >= at:
+            size = s
+    return size
+
+
+def build_scene(cfg: GenerateConfig, device: torch.device) -> Scene3D:
+    if cfg.backbone == "gs":
+        from ..scenes.gaussians import GaussianConfig, GaussianScene
+
+        return GaussianScene(from_dict(GaussianConfig, cfg.gaussians), seed=cfg.seed).to(device)
+    from ..scenes.field import FieldConfig, RadianceField
+
+    return RadianceField(from_dict(FieldConfig, cfg.field), seed=cfg.seed).to(device)
+
+
+def _background(cfg: GenerateConfig, n: int, device) -> torch.Tensor:
+    if cfg.background == "random":
+        return torch.rand(n, 3, device=device)
+    return torch.ones(n, 3, device=device)
+
+
+class _Checkpoint:
+    """`out/checkpoints/last.safetensors`: scene, guidance state, optimizer and step, written atomically."""
+
+    def __init__(self, out: Path):
+        self.path = out / "checkpoints" / "last.safetensors"
+
+    def save(self, step: int, scene: Scene3D, guidance, optimizer, history: list) -> None:
+        tensors = {f"scene/{k}": v for k, v in scene.state_tensors().items()}
+        tensors.update({f"guidance/{k}": v for k, v in guidance.state_dict().items() if _is_learned(guidance, k)})
+        opt_t, opt_meta = optimizer_to_tensors(optimizer)
+        tensors.update(opt_t)
+        save_checkpoint(self.path, tensors, {"step": step, "optimizer": opt_meta, "history": history})
+
+    def load(self) -> tuple[dict, dict]:
+        tensors, meta = load_checkpoint(self.path)
+        return tensors, meta
+
+
+def _is_learned(guidance, key: str) -> bool:
+    learned = {id(p) for g in guidance.param_groups() for p in g["params"]}
+    named = dict(guidance.named_parameters())
+    return key in named and id(named[key]) in learned
+
+
+def _build_optimizer(scene: Scene3D, guidance) -> torch.optim.Optimizer:
+    groups = scene.param_groups() + guidance.param_groups()
+    return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
+
+
+def run_generate(cfg: GenerateConfig, resume: bool = False, progress=None) -> dict:
+    """Optimise a 3D scene for `cfg.prompt`; writes config, checkpoints, exports and metrics into `cfg.out`."""
+    from ..priors.prior import Prior
+
+    cfg.validate()
+    out = Path(cfg.out)
+    ckpt = _Checkpoint(out)
+    if resume:
+        if not ckpt.path.exists():
+            raise UserError(f"--resume: no checkpoint in {out / 'checkpoints'}")
+    elif out.exists() and any(out.iterdir()):
+        raise UserError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    device = torch.device(cfg.device)
+    prior = Prior.load(cfg.prior, device=device)
+    prior.check_prompt(cfg.prompt)
+
+    torch.manual_seed(cfg.seed)
+    scene = build_scene(cfg, device)
+    guidance = build_guidance(cfg.guidance, prior, cfg.prompt, cfg.guidance_config)
+    start, history = 0, []
+    if resume:
+        tensors, meta = ckpt.load()
+        scene.load_state_tensors({k[6:]: v.to(device) for k, v in tensors.items() if k.startswith("scene/")})
+        guidance.load_state_dict({k[9:]: v.to(device) for k, v in tensors.items() if k.startswith("guidance/")}, strict=False)
+        optimizer = _build_optimizer(scene, guidance)
+        optimizer_from_tensors(optimizer, {k: v.to(device) for k, v in tensors.items()}, meta["optimizer"])
+        start, history = meta["step"], meta["history"]
+    else:
+        optimizer = _build_optimizer(scene, guidance)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", dump_yaml(cfg))
+
+    lambdas = {f"loss_{k}": float(v) for k, v in cfg.lambdas.items()}
+    t0 = time.time()
+    for step in range(start, cfg.steps):
+        torch.manual_seed(cfg.seed * 1_000_003 + step)
+        cams = sample_cameras(cfg.cameras).to(device)
+        size = render_size_at(cfg, step)
+        rendered = scene.render(cams, size, background=_background(cfg, len(cams), device))
+        losses = guidance(rendered["rgb"], cams, step)
+        losses.update(scene.regularizers(rendered, step))
+        terms = {k: v for k, v in losses.items() if k.startswith("loss_")}
+        total = sum(lambdas.get(k, 1.0 if k in ("loss_sds",) else 0.0) * v for k, v in terms.items())
+        if not torch.isfinite(total):
+            raise UserError(f"the loss became {float(total)} at step {step}; lower the learning rates or the CFG scale")
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        scene.after_step(step, rendered, optimizer)
+        logs = {k: float(v) for k, v in terms.items()}
+        history.append({"step": step + 1, **logs})
+        if progress is not None:
+            progress(step + 1, cfg.steps, logs)
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            ckpt.save(step + 1, scene, guidance, optimizer, history)
+    seconds = time.time() - t0
+    return finish(cfg, scene, prior, history, seconds, start)
+
+
+def finish(cfg: GenerateConfig, scene: Scene3D, prior, history: list, seconds: float, start: int = 0) -> dict:
+    """Write the exports and metrics.json of a finished run."""
+    from ..export.mesh import extract_mesh, save_glb
+    from ..export.video import render_turntable, save_views_grid
+
+    out = Path(cfg.out)
+    scene.eval()
+    outputs = {}
+    with torch.no_grad():
+        if cfg.backbone == "gs":
+            scene.save_ply(out / "model.ply")
+            outputs["ply"] = "model.ply"
+        try:
+            mesh = extract_mesh(scene, resolution=cfg.export.mesh_resolution)
+            save_glb(mesh, out / "mesh.glb")
+            outputs["mesh"] = "mesh.glb"
+        except ValueError as e:  # an empty density field has no surface
+            outputs["mesh_error"] = str(e)
+        video = render_turntable(scene, out / "turntable.mp4", size=cfg.export.turntable_size, frames=cfg.export.turntable_frames)
+        outputs["turntable"] = Path(video).name
+        save_views_grid(scene, out / "views.png", size=cfg.export.views_size, n=cfg.export.eval_views)
+        outputs["views"] = "views.png"
+    last = history[-10:]
+    final_losses = {k: sum(h[k] for h in last if k in h) / max(1, sum(1 for h in last if k in h))
+                    for k in {k for h in last for k in h if k.startswith("loss_")}}
+    metrics = {
+        "prompt": cfg.prompt,
+        "backbone": cfg.backbone,
+        "guidance": cfg.guidance,
+        "steps": cfg.steps,
+        "seconds": seconds,
+        "seconds_per_step": seconds / max(1, cfg.steps - start),
+        "resumed_from_step": start,
+        "final_losses": final_losses,
+        "outputs": outputs,
+        "history": history,
+    }
+    truth = ground_truth_metrics(cfg, scene, prior)
+    if truth is not None:
+        metrics["ground_truth"] = truth
+    atomic_write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def ground_truth_metrics(cfg: GenerateConfig, scene: Scene3D, prior) -> dict | None:
+    """With the embedded prior and a world caption, score the result against the world's 3D truth."""
+    from ..world.scene import PromptError, parse_prompt
+
+    if prior.vocabulary is None:
+        return None
+    try:
+        parse_prompt(cfg.prompt)
+    except PromptError:
+        return None
+    from ..evaluate.world_eval import evaluate_against_truth
+
+    def render_fn(cameras, size):
+        cams = cameras.to(next(scene.parameters()).device)
+        with torch.no_grad():
+            r = scene.render(cams, size, background=torch.ones(len(cams), 3, device=cams.c2w.device))
+        return {k: v.cpu() for k, v in r.items()}
+
+    return evaluate_against_truth(render_fn, cfg.prompt, n_views=cfg.export.eval_views)
+
+
+def load_run_config(out: Path) -> GenerateConfig:
+    path = Path(out) / "config.yaml"
+    if not path.exists():
+        raise UserError(f"{out} is not a run folder (no config.yaml)")
+    data = yaml.safe_load(path.read_text())
+    if "cameras" in data:
+        data["cameras"] = {k: tuple(v) if isinstance(v, list) else v for k, v in data["cameras"].items()}
+    return from_dict(GenerateConfig, data)

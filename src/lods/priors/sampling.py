@@ -1,0 +1,39 @@
+"""Sampling a prior with classifier-free guidance (DDIM), for sample grids and the prior's own evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+@torch.no_grad()
+def sample(prior, prompts: list[str], cfg: float = 5.0, steps: int = 50, seed: int = 0, negative_prompt: str | None = None) -> torch.Tensor:
+    """One sample per prompt: images in [0, 1], (B, 3, H, W)."""
+    from diffusers import DDIMScheduler
+
+    scheduler = DDIMScheduler.from_config(prior.scheduler.config, clip_sample=not prior.is_latent, set_alpha_to_one=False)
+    scheduler.set_timesteps(steps)
+    cond = prior.encode_text(list(prompts))
+    neg = negative_prompt if negative_prompt is not None else prior.default_negative_prompt
+    uncond = prior.encode_text([neg]).expand_as(cond)
+    g = torch.Generator().manual_seed(seed)
+    channels = prior.unet.config.in_channels
+    size = prior.unet.config.sample_size
+    z = torch.randn(len(prompts), channels, size, size, generator=g).to(prior.device) * scheduler.init_noise_sigma
+    emb = torch.cat([uncond, cond])
+    for t in scheduler.timesteps:
+        eps = prior.predict_noise(torch.cat([z, z]), t.expand(2 * len(prompts)).to(prior.device), emb)
+        e_u, e_c = eps.chunk(2)
+        z = scheduler.step(e_u + cfg * (e_c - e_u), t, z).prev_sample
+    return prior.decode(z).clamp(0, 1).float().cpu()
+
+
+def sample_grid(prior, prompts: list[str], path: Path, cfg: float = 5.0, n: int = 8, steps: int = 50, seed: int = 0, batch: int = 64) -> torch.Tensor:
+    """n samples of each prompt, one row per prompt, saved as a PNG grid."""
+    from ..export.images import image_grid, save_image
+
+    flat = [p for p in prompts for _ in range(n)]
+    images = torch.cat([sample(prior, flat[i:i + batch], cfg, steps, seed + i) for i in range(0, len(flat), batch)])
+    save_image(image_grid(images, nrow=n), Path(path))
+    return images

@@ -1,0 +1,47 @@
+"""A rich progress bar that shows the step, named losses and it/s, as a `progress(step, total, logs)` callback."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class _Rate(TextColumn):
+    def __init__(self):
+        super().__init__("")
+
+    def render(self, task):
+        from rich.text import Text
+
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.2f} it/s" if speed else "-- it/s", style="progress.data.speed")
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, total: int, start: int = 0, enabled: bool = True):
+    """Yield a callback `(step, total, logs)`; the bar goes to stderr so stdout stays clean."""
+    if not enabled:
+        yield lambda step, total, logs=None: None
+        return
+    console = Console(file=sys.stderr)
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _Rate(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[logs]}"),
+    ]
+    with Progress(*columns, console=console, transient=False, refresh_per_second=4) as bar:
+        task = bar.add_task(description, total=total, completed=start, logs="")
+
+        def update(step: int, total_steps: int, logs: dict | None = None):
+            text = " ".join(f"{k.removeprefix('loss_')}={v:.4g}" for k, v in (logs or {}).items() if isinstance(v, (int, float)))
+            bar.update(task, completed=step, total=total_steps, logs=text)
+
+        yield update

@@ -1,0 +1,120 @@
+"""Learnable parts: trained only by loss_prior, initialised correctly, stepped with the image in one step."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lods.errors import UserError
+from lods.guidance import GUIDANCES, GuidanceConfig, build_guidance
+from lods.priors.prior import Prior
+from lods.priors.tiny_sd import build_tiny_sd
+
+PROMPT = "a red cube"
+LEARNABLE = ["lods-embedding", "lods-lora", "vsd"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return build_tiny_sd(tmp_path_factory.mktemp("sd") / "px", latent=False)
+
+
+@pytest.fixture
+def prior(folder):
+    return Prior.load(str(folder))
+
+
+def params_of(guidance):
+    return [p for group in guidance.param_groups() for p in group["params"]]
+
+
+@pytest.mark.parametrize("name", LEARNABLE)
+def test_no_sds_gradient_reaches_the_learnable_part(prior, name):
+    g = build_guidance(name, prior, PROMPT)
+    x = torch.rand(2, 3, 32, 32, requires_grad=True)
+    out = g(x, None, 0, generator=torch.Generator().manual_seed(0))
+    out["loss_sds"].backward(retain_graph=True)
+    assert x.grad.abs().sum() > 0
+    params = params_of(g)
+    assert params and all(p.grad is None or torch.count_nonzero(p.grad) == 0 for p in params)
+    out["loss_prior"].backward()
+    assert any(p.grad is not None and torch.count_nonzero(p.grad) > 0 for p in params)
+
+
+@pytest.mark.parametrize("name", LEARNABLE)
+def test_one_step_updates_image_and_learnable_part(prior, name):
+    g = build_guidance(name, prior, PROMPT)
+    z = torch.nn.Parameter(torch.rand(1, 3, 32, 32) * 2 - 1)
+    groups = [{"params": [z], "lr": 1e-2, "name": "image", "weight_decay": 0.0}] + g.param_groups()
+    for group in g.param_groups():
+        assert set(group) >= {"params", "lr", "name", "weight_decay"} and group["lr"] > 0
+    before = [p.detach().clone() for p in [z] + params_of(g)]
+    opt = torch.optim.AdamW(groups)
+    out = g.forward_latents(z, None, 0, generator=torch.Generator().manual_seed(1))
+    (out["loss_sds"] + out["loss_prior"]).backward()
+    opt.step()
+    after = [z] + params_of(g)
+    assert not torch.equal(before[0], after[0].detach())
+    assert any(not torch.equal(b, a.detach()) for b, a in zip(before[1:], after[1:]))
+
+
+def test_learned_embedding_starts_at_the_negative_prompt(prior):
+    g = build_guidance("lods-embedding", prior, PROMPT, GuidanceConfig(negative_prompt="blurry"))
+    torch.testing.assert_close(g.embedding.detach(), prior.encode_text(["blurry"]))
+    assert g.embedding.shape == (1, 77, 32) and g.embedding.requires_grad
+    assert g.param_groups()[0]["lr"] == 1e-4
+
+
+def test_loss_prior_is_the_denoising_loss_on_detached_renders(prior):
+    g = build_guidance("lods-embedding", prior, PROMPT)
+    z = torch.rand(2, 3, 32, 32) * 2 - 1
+    t, noise = torch.tensor([100, 200]), torch.randn(2, 3, 32, 32)
+    out = g.forward_latents(z, None, 0, t=t, noise=noise, generator=torch.Generator().manual_seed(9))
+    gen = torch.Generator().manual_seed(9)  # same draws: t' then ε'
+    t_p = torch.randint(0, 1000, (2,), generator=gen)
+    noise_p = torch.randn(2, 3, 32, 32, generator=gen)
+    with torch.no_grad():
+        pred = prior.predict_noise(prior.add_noise(z, noise_p, t_p), t_p, g.embedding.expand(2, -1, -1))
+    torch.testing.assert_close(out["loss_prior"].detach(), F.mse_loss(pred, noise_p))
+
+
+def test_learnable_state_roundtrip(folder):
+    p1 = Prior.load(str(folder))
+    g1 = build_guidance("lods-lora", p1, PROMPT)
+    with torch.no_grad():
+        for p in params_of(g1):
+            p.normal_()
+    state = g1.learnable_state()
+    p2 = Prior.load(str(folder))
+    g2 = build_guidance("lods-lora", p2, PROMPT)
+    g2.load_learnable_state(state)
+    for a, b in zip(params_of(g1), params_of(g2)):
+        torch.testing.assert_close(a, b)
+
+
+def test_registry_and_unknown_name(prior):
+    assert set(GUIDANCES) == {"sds", "csd", "lods-embedding", "lods-lora", "vsd"}
+    with pytest.raises(UserError, match="unknown guidance 'nfsd'.*lods-embedding"):
+        build_guidance("nfsd", prior, PROMPT)
+
+
+def test_default_scales_and_overrides(prior):
+    assert build_guidance("sds", prior, PROMPT).guidance_scale == 100.0
+    assert build_guidance("lods-embedding", prior, PROMPT).guidance_scale == 1000.0
+    assert build_guidance("csd", prior, PROMPT).guidance_scale is None
+    assert build_guidance("sds", prior, PROMPT, GuidanceConfig(guidance_scale=7.0)).guidance_scale == 7.0
+    prior.extra["guidance_scales"] = {"sds": 20}
+    assert build_guidance("sds", prior, PROMPT).guidance_scale == 20.0
+
+
+@pytest.mark.parametrize(
+    "bad", [dict(guidance_scale=0.0), dict(guidance_scale=-3.0), dict(min_step_percent=0.9, max_step_percent=0.5),
+            dict(grad_clip=0.0), dict(lr=-1.0), dict(camera_dropout=1.0)]
+)
+def test_bad_config_is_user_error(prior, bad):
+    with pytest.raises(UserError):
+        build_guidance("sds", prior, PROMPT, GuidanceConfig(**bad))
+
+
+def test_empty_prompt_is_user_error(prior):
+    with pytest.raises(UserError, match="empty"):
+        build_guidance("sds", prior, "   ")
