@@ -122,6 +122,77 @@ def prior_sample(
     typer.echo(f"wrote {out}")
 
 
+@app.command()
+def generate(
+    prompt: str = typer.Argument(..., help="Text prompt (a world caption for the embedded prior, e.g. 'a red cube')."),
+    backbone: str = typer.Option("gs", help="gs (3D Gaussians) or nerf (radiance field)."),
+    guidance: str = typer.Option("lods-embedding", help="sds, csd, lods-embedding, lods-lora or vsd."),
+    prior: Optional[str] = typer.Option(None, help=PRIOR_HELP),
+    preset: str = typer.Option("fast", help="fast (CPU, embedded prior) or paper (algorithm.md's settings, CUDA + SD 2.1)."),
+    steps: Optional[int] = typer.Option(None, help="Optimisation steps (default: the preset's)."),
+    cfg: Optional[float] = typer.Option(None, "--cfg", help="CFG scale (default: the preset's for the guidance)."),
+    seed: int = typer.Option(0, help="Random seed."),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: the preset's)."),
+    out: Optional[Path] = typer.Option(None, help="Run folder (default: outputs/<prompt>-<backbone>-<guidance>)."),
+    resume: bool = typer.Option(False, help="Continue the run in OUT from its last checkpoint."),
+    quiet: bool = typer.Option(False, help=QUIET_HELP),
+):
+    """Text-to-3D: optimise 3D Gaussians or a NeRF; writes model.ply, mesh.glb, turntable, views.png, metrics.json."""
+    from .pipelines.generate import load_run_config, preset_config, run_generate
+    from .progress import progress_bar
+
+    if out is None:
+        slug = "-".join("".join(ch if ch.isalnum() else " " for ch in prompt.lower()).split())[:60] or "run"
+        out = Path("outputs") / f"{slug}-{backbone}-{guidance}"
+    if resume:
+        config = load_run_config(out)
+        if steps is not None:
+            config.steps = steps
+    else:
+        config = preset_config(preset, backbone, guidance)
+        config.prompt, config.seed, config.out = prompt, seed, str(out)
+        if prior is not None:
+            config.prior = prior
+        if steps is not None:
+            config.steps = steps
+        if cfg is not None:
+            config.guidance_config.guidance_scale = cfg
+        if device is not None:
+            config.device = _device(device)
+    with progress_bar(f"{config.backbone} {config.guidance}", config.steps, enabled=not quiet) as bar:
+        metrics = run_generate(config, resume=resume, progress=bar)
+    line = f"wrote {out} in {metrics['seconds']:.0f} s"
+    truth = metrics.get("ground_truth")
+    if truth:
+        line += f"; recognised in {truth['recognized_views']}/{len(truth['psnr'])} views, IoU {truth['iou_mean']:.2f}, PSNR {truth['psnr_mean']:.1f}"
+    typer.echo(line)
+
+
+@app.command("eval")
+def eval_run(
+    run_dir: Path = typer.Argument(..., help="A run folder written by `lods generate` or `lods image-to-3d`."),
+):
+    """Score a finished run against the world's 3D truth; prints and rewrites metrics.json's ground_truth."""
+    import json
+
+    from .pipelines.evaluate_run import evaluate_run
+
+    result = evaluate_run(run_dir)
+    typer.echo(json.dumps({k: v for k, v in result.items() if not isinstance(v, list)}, indent=2))
+
+
+@judge_app.command("train")
+def judge_train(
+    out: Path = typer.Option(Path("runs/judge"), help="Output folder."),
+    install: bool = typer.Option(False, help="Copy the trained judge into the package as the default."),
+):
+    """Train the world's classifier on ground-truth renders."""
+    from .pipelines.train_judge import TrainJudgeConfig, train_judge
+
+    result = train_judge(TrainJudgeConfig(out=str(out)))
+    typer.echo(str(result))
+
+
 def main() -> None:
     """Entry point: bad input is one line on stderr and exit 2; no traceback."""
     try:

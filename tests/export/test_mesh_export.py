@@ -64,17 +64,28 @@ def test_glb_round_trip(tmp_path):
 def test_empty_scene_raises_a_clear_error():
     with pytest.raises(EmptyMeshError, match="below the iso-level"):
         extract_mesh(Ball(0.4, empty=True), resolution=16)
-    assert issubclass(EmptyMeshError, UserError)
+    assert issubclass(EmptyMeshError, UserError) and issubclass(EmptyMeshError, ValueError)
 
 
-def test_field_mesh_uses_its_threshold():
+@pytest.mark.parametrize("threshold", [None, 3.0])
+def test_field_mesh_iso_level(threshold):
     field = RadianceField(FieldConfig(resolution=16, channels=4, hidden_dim=16))
     with torch.no_grad():
         field.mlp[-1].weight.zero_()
         field.mlp[-1].bias.zero_()
-    # the blob: density softplus(10·(1 - r/0.5)) is 10 at r ≈ 0.0 … the field's mesh_threshold; ask for 3
-    mesh = extract_mesh(field, resolution=32, threshold=3.0)
+    # only the blob is left: density softplus(10·(1 - r/0.5)); None means the field's own mesh_threshold
+    mesh = extract_mesh(field, resolution=48, threshold=threshold)
+    level = field.cfg.mesh_threshold if threshold is None else threshold
+    expected = 0.5 * (1 - np.log(np.expm1(level)) / 10)  # r where softplus(10·(1 - r/0.5)) = level
     r = np.linalg.norm(mesh.vertices, axis=1)
-    expected = 0.5 * (1 - np.log(np.expm1(3.0)) / 10)  # softplus⁻¹(3) = 10·(1 - r/0.5)
     assert np.abs(r - expected).max() < 0.02
     assert np.allclose(mesh.visual.vertex_colors[:, :3], 128, atol=1)  # sigmoid(0) = 0.5
+
+
+def test_gaussian_scene_exports_a_mesh():
+    from lods.scenes.gaussians import GaussianConfig, GaussianScene
+
+    scene = GaussianScene(GaussianConfig(num_points=300, init_opacity=0.5))
+    mesh = extract_mesh(scene, resolution=24)  # occupancy-like query: the default level 0.5
+    assert len(mesh.faces) > 0
+    assert np.abs(mesh.vertices).max() < 0.7  # the ball init has radius 0.5

@@ -62,6 +62,7 @@ def test_learned_embedding_starts_at_the_negative_prompt(prior):
     torch.testing.assert_close(g.embedding.detach(), prior.encode_text(["blurry"]))
     assert g.embedding.shape == (1, 77, 32) and g.embedding.requires_grad
     assert g.param_groups()[0]["lr"] == 1e-4
+    assert build_guidance("lods-embedding", prior, PROMPT, GuidanceConfig(embedding_lr=1e-3)).param_groups()[0]["lr"] == 1e-3
 
 
 def test_loss_prior_is_the_denoising_loss_on_detached_renders(prior):
@@ -77,18 +78,26 @@ def test_loss_prior_is_the_denoising_loss_on_detached_renders(prior):
     torch.testing.assert_close(out["loss_prior"].detach(), F.mse_loss(pred, noise_p))
 
 
-def test_learnable_state_roundtrip(folder):
+@pytest.mark.parametrize("name", LEARNABLE)
+def test_state_dict_holds_every_learnable_tensor(folder, name):
     p1 = Prior.load(str(folder))
-    g1 = build_guidance("lods-lora", p1, PROMPT)
+    g1 = build_guidance(name, p1, PROMPT)
+    assert {id(p) for p in g1.parameters()} == {id(p) for p in params_of(g1)}
     with torch.no_grad():
         for p in params_of(g1):
             p.normal_()
-    state = g1.learnable_state()
+    state = g1.state_dict()
     p2 = Prior.load(str(folder))
-    g2 = build_guidance("lods-lora", p2, PROMPT)
-    g2.load_learnable_state(state)
+    g2 = build_guidance(name, p2, PROMPT)
+    g2.load_state_dict(state)
     for a, b in zip(params_of(g1), params_of(g2)):
         torch.testing.assert_close(a, b)
+    z, t = torch.rand(1, 3, 32, 32) * 2 - 1, torch.tensor([300])
+    with torch.no_grad():  # the restored UNet adapter acts (state_dict reaches the tensors inside the UNet)
+        e1 = g1.forward_latents(z, None, 0, t=t, noise=torch.zeros_like(z), generator=torch.Generator().manual_seed(0))
+        e2 = g2.forward_latents(z, None, 0, t=t, noise=torch.zeros_like(z), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(e1["loss_sds"], e2["loss_sds"])
+    torch.testing.assert_close(e1["loss_prior"], e2["loss_prior"])
 
 
 def test_registry_and_unknown_name(prior):
@@ -108,7 +117,7 @@ def test_default_scales_and_overrides(prior):
 
 @pytest.mark.parametrize(
     "bad", [dict(guidance_scale=0.0), dict(guidance_scale=-3.0), dict(min_step_percent=0.9, max_step_percent=0.5),
-            dict(grad_clip=0.0), dict(lr=-1.0), dict(camera_dropout=1.0)]
+            dict(grad_clip=0.0), dict(embedding_lr=-1.0), dict(lora_lr=0.0), dict(camera_dropout=1.0)]
 )
 def test_bad_config_is_user_error(prior, bad):
     with pytest.raises(UserError):

@@ -173,3 +173,16 @@ def test_config_validation_and_from_dict():
         FieldConfig(encoding="mlp")
     with pytest.raises(UserError):
         from_dict(FieldConfig, {"samples": 3})
+
+
+def test_seed_fixes_the_initial_parameters_only():
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a, b = RadianceField(FieldConfig(**SMALL), seed=7), RadianceField(FieldConfig(**SMALL, seed=7))
+    assert torch.rand(1) == before  # the global RNG is untouched
+    assert a.cfg.seed == 7
+    for (k, va), vb in zip(a.state_tensors().items(), b.state_tensors().values()):
+        assert torch.equal(va, vb), k
+    c = RadianceField(FieldConfig(**SMALL), seed=8)
+    assert not torch.equal(a.encoding.planes, c.encoding.planes)

@@ -25,7 +25,7 @@ DEFAULT_LEVEL = 0.5
 Z_UP_TO_Y_UP = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
 
 
-class EmptyMeshError(UserError):
+class EmptyMeshError(UserError, ValueError):
     """Nothing in the scene reaches the iso-level: there is no surface to export."""
 
 

@@ -2,7 +2,8 @@
 
 Every distillation loss is an MSE to a detached target, `0.5 * sum((z - stopgrad(z - grad))^2) / B`, whose
 gradient with respect to `z` is `grad / B` (algorithm.md). Learnable parts (an embedding, a LoRA) are exposed
-as optimizer groups and trained by `loss_prior` in the same optimizer step as the scene.
+as optimizer groups and trained by `loss_prior` in the same optimizer step as the scene; they are registered
+on the guidance module (LoRA tensors too, though they live in the prior's UNet), so its state_dict holds them.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ class GuidanceConfig:
     view_dependent_prompting: bool = True
     grad_clip: float | None = None  # clamp each element of grad to ±grad_clip (off by default)
     negative_prompt: str | None = None  # None: the prior's default ("" for SD and the embedded prior)
-    lr: float | None = None  # learnable part's learning rate; None: the method's default
+    embedding_lr: float = 1e-4  # LODS-embedding (algorithm.md: 1e-5 NeRF, 1e-4 3DGS and 2D, 1e-3 image-to-3D)
+    lora_lr: float = 1e-5  # LODS-LoRA (5e-7 in 3D, 1e-6..1e-5 in 2D)
+    vsd_lr: float = 1e-4  # VSD's LoRA and camera MLP
     weight_decay: float = 0.0
     lora_rank: int = 4
     lora_scale_uncond: float = 0.5  # LODS-LoRA: adapter scale of the learned unconditional branch
@@ -44,8 +47,9 @@ class GuidanceConfig:
             raise UserError(f"the guidance (CFG) scale must be positive, got {self.guidance_scale}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise UserError("grad_clip must be positive (or None)")
-        if self.lr is not None and not self.lr > 0:
-            raise UserError("the guidance learning rate must be positive")
+        for name in ("embedding_lr", "lora_lr", "vsd_lr"):
+            if not getattr(self, name) > 0:
+                raise UserError(f"{name} must be positive")
         if self.lora_rank < 1:
             raise UserError("lora_rank must be at least 1")
         if not 0.0 <= self.camera_dropout < 1.0:
@@ -66,7 +70,7 @@ class Guidance(nn.Module):
 
     name = "guidance"
     default_guidance_scale: float | None = None  # None: the method uses no CFG scale
-    default_lr: float | None = None  # None: nothing learnable
+    lr_field: str | None = None  # the GuidanceConfig field holding the learnable part's learning rate
 
     def __init__(self, prior, prompt: str, config: GuidanceConfig | None = None):
         super().__init__()
@@ -78,7 +82,7 @@ class Guidance(nn.Module):
         self.prior = prior
         self.config = config
         self.guidance_scale = self.resolve_guidance_scale(prior, config)
-        self.lr = config.lr if config.lr is not None else self.default_lr
+        self.lr: float | None = getattr(config, self.lr_field) if self.lr_field else None
         self.prompts = PromptEmbeddings(prior, prompt, negative, config.view_dependent_prompting)
 
     @classmethod
@@ -101,15 +105,9 @@ class Guidance(nn.Module):
         raise NotImplementedError
 
     def param_groups(self) -> list[dict]:
-        """Optimizer groups ({params, lr, name, weight_decay}) of the learnable parts; [] if none."""
+        """Optimizer groups ({params, lr, name, weight_decay}) of the learnable parts; [] if none.
+        Every learnable tensor is also registered on this module, so `state_dict()` checkpoints it."""
         return []
-
-    def learnable_state(self) -> dict[str, torch.Tensor]:
-        """Tensors to checkpoint the learnable parts (safetensors-ready)."""
-        return {f"module/{k}": v.detach().clone() for k, v in self.state_dict().items()}
-
-    def load_learnable_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.load_state_dict({k[len("module/"):]: v for k, v in state.items() if k.startswith("module/")})
 
     # ---------------------------------------------------------------- shared steps
     def draw(self, z: torch.Tensor, step: int, t=None, noise=None, generator=None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,7 +11,7 @@ from .lods import LODS
 
 class LODSEmbedding(LODS):
     name = "lods-embedding"
-    default_lr = 1e-4
+    lr_field = "embedding_lr"
 
     def __init__(self, prior, prompt, config=None):
         super().__init__(prior, prompt, config)

@@ -6,17 +6,20 @@ at `lora_scale_uncond` (0.5), conditioned on the negative prompt, with no camera
 
 from __future__ import annotations
 
+from torch import nn
+
 from ..priors import lora
 from .lods import LODS
 
 
 class LODSLoRA(LODS):
     name = "lods-lora"
-    default_lr = 1e-5
+    lr_field = "lora_lr"
 
     def __init__(self, prior, prompt, config=None):
         super().__init__(prior, prompt, config)
         self.adapter = lora.add_lora(prior.unet, "lods", rank=self.config.lora_rank)
+        self.lora_params = nn.ParameterList(lora.lora_parameters(prior.unet, self.adapter))  # shared, for state_dict
 
     def branches(self, z_t, t, cond):
         eps_y = self.prior.predict_noise(z_t, t, cond)  # adapter scale 0
@@ -27,14 +30,4 @@ class LODSLoRA(LODS):
         return self.prior.predict_noise(z_t, t, uncond, lora_scale=self.config.lora_scale_uncond, adapter=self.adapter)
 
     def param_groups(self) -> list[dict]:
-        params = lora.lora_parameters(self.prior.unet, self.adapter)
-        return [{"params": params, "lr": self.lr, "name": "lods_lora", "weight_decay": self.config.weight_decay}]
-
-    def learnable_state(self):
-        state = super().learnable_state()
-        state.update({f"lora/{k}": v for k, v in lora.lora_state(self.prior.unet, self.adapter).items()})
-        return state
-
-    def load_learnable_state(self, state):
-        super().load_learnable_state(state)
-        lora.load_lora_state(self.prior.unet, self.adapter, {k[5:]: v for k, v in state.items() if k.startswith("lora/")})
+        return [{"params": list(self.lora_params), "lr": self.lr, "name": "lods_lora", "weight_decay": self.config.weight_decay}]

@@ -21,11 +21,12 @@ from .base import Guidance
 class VSD(Guidance):
     name = "vsd"
     default_guidance_scale = 7.5
-    default_lr = 1e-4
+    lr_field = "vsd_lr"
 
     def __init__(self, prior, prompt, config=None):
         super().__init__(prior, prompt, config)
         self.adapter = lora.add_lora(prior.unet, "vsd", rank=self.config.lora_rank)
+        self.lora_params = nn.ParameterList(lora.lora_parameters(prior.unet, self.adapter))  # shared, for state_dict
         width = prior.unet.time_embedding.linear_2.out_features
         self.camera_mlp = nn.Sequential(nn.Linear(16, width), nn.SiLU(), nn.Linear(width, width)).to(prior.device)
         nn.init.zeros_(self.camera_mlp[2].weight)
@@ -66,17 +67,8 @@ class VSD(Guidance):
         return self.finish(z, grad, t, loss_prior=loss_prior)
 
     def param_groups(self) -> list[dict]:
-        params = lora.lora_parameters(self.prior.unet, self.adapter) + list(self.camera_mlp.parameters())
+        params = list(self.lora_params) + list(self.camera_mlp.parameters())
         return [{"params": params, "lr": self.lr, "name": "vsd_lora", "weight_decay": self.config.weight_decay}]
-
-    def learnable_state(self):
-        state = super().learnable_state()
-        state.update({f"lora/{k}": v for k, v in lora.lora_state(self.prior.unet, self.adapter).items()})
-        return state
-
-    def load_learnable_state(self, state):
-        super().load_learnable_state(state)
-        lora.load_lora_state(self.prior.unet, self.adapter, {k[5:]: v for k, v in state.items() if k.startswith("lora/")})
 
 
 def draw_uniform(batch: int, generator, device) -> torch.Tensor:

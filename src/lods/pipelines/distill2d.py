@@ -106,6 +106,7 @@ def run_distill2d(cfg: Distill2DConfig, progress=None, prior=None) -> dict:
     """Run the playground; write image.png, metrics.json, config.yaml, loss.png (+ snapshots/) into `cfg.out`.
 
     `progress(step, total, logs)` is called after every step. `prior` (optional) reuses a loaded Prior.
+    Returns the metrics (as written to metrics.json) plus `out`.
     """
     cfg.validate()
     from ..priors.prior import Prior
@@ -120,7 +121,7 @@ def run_distill2d(cfg: Distill2DConfig, progress=None, prior=None) -> dict:
     resolved = dataclasses.replace(
         cfg, prior=prior.source, guidance_scale=guidance.guidance_scale,
         guidance_config=dataclasses.replace(
-            gcfg, guidance_scale=guidance.guidance_scale, lr=guidance.lr, negative_prompt=guidance.prompts.negative_prompt
+            gcfg, guidance_scale=guidance.guidance_scale, negative_prompt=guidance.prompts.negative_prompt
         ),
     )
 
@@ -168,6 +169,7 @@ def run_distill2d(cfg: Distill2DConfig, progress=None, prior=None) -> dict:
             "steps": cfg.steps,
             "history": history,
             "final": {k: v for k, v in history[-1].items() if k.startswith("loss_")},
+            "final_loss": sum(v for k, v in history[-1].items() if k.startswith("loss_")),
             "saturation": float(saturation(images)),
             "mean_rgb": [float(c) for c in images.mean(dim=(0, 2, 3))],
         }
@@ -180,7 +182,7 @@ def run_distill2d(cfg: Distill2DConfig, progress=None, prior=None) -> dict:
         _replace_folder(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return {"out": str(out), "image": str(out / "image.png"), "metrics": metrics}
+    return {**metrics, "out": str(out)}
 
 
 def _replace_folder(tmp: Path, out: Path) -> None:

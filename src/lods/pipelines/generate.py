@@ -58,7 +58,7 @@ class GenerateConfig:
     cameras: CameraSamplerConfig = field(default_factory=CameraSamplerConfig)
     guidance_config: GuidanceConfig = field(default_factory=GuidanceConfig)
     gaussians: dict = field(default_factory=dict)  # GaussianConfig fields
-    field: dict = field(default_factory=dict)  # FieldConfig fields
+    nerf: dict = field(default_factory=dict)  # FieldConfig fields
     export: ExportConfig = field(default_factory=ExportConfig)
 
     def validate(self) -> None:
@@ -98,7 +98,7 @@ def preset_config(preset: str, backbone: str, guidance: str) -> GenerateConfig:
         cfg.guidance_config = GuidanceConfig(guidance_scale=fast_cfg_scale(guidance), embedding_lr=1e-3)
         cfg.lambdas = {"sds": 1.0, "prior": 1.0, "sparsity": 0.0, "opacity": 0.0}
         cfg.gaussians = {"num_points": 1000}
-        cfg.field = {}
+        cfg.nerf = {}
         cfg.checkpoint_every = 50
         return cfg
     # paper: SD 2.1-base on CUDA, the reference settings
@@ -142,7 +142,7 @@ def build_scene(cfg: GenerateConfig, device: torch.device) -> Scene3D:
         return GaussianScene(from_dict(GaussianConfig, cfg.gaussians), seed=cfg.seed).to(device)
     from ..scenes.field import FieldConfig, RadianceField
 
-    return RadianceField(from_dict(FieldConfig, cfg.field), seed=cfg.seed).to(device)
+    return RadianceField(from_dict(FieldConfig, cfg.nerf), seed=cfg.seed).to(device)
 
 
 def _background(cfg: GenerateConfig, n: int, device) -> torch.Tensor:

@@ -93,8 +93,11 @@ def composite(
     dist = (weights * t).sum(-1)
     if z_scale is not None:
         dist = dist * z_scale
-    depth = torch.where(alpha > eps, dist / alpha.clamp(min=eps), torch.zeros_like(dist))
-    return {"rgb": color, "alpha": alpha, "depth": depth}
+    return {"rgb": color, "alpha": alpha, "depth": _expected_depth(dist, alpha, eps)}
+
+
+def _expected_depth(weighted_depth: torch.Tensor, alpha: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    return torch.where(alpha > eps, weighted_depth / alpha.clamp(min=eps), torch.zeros_like(weighted_depth))
 
 
 def packed_weights(sigma: torch.Tensor, deltas: torch.Tensor, ray_ids: torch.Tensor) -> torch.Tensor:
@@ -106,8 +109,9 @@ def packed_weights(sigma: torch.Tensor, deltas: torch.Tensor, ray_ids: torch.Ten
     tau = sigma * deltas
     if tau.numel() == 0:
         return tau
-    cum = torch.cumsum(tau.double(), 0)
-    excl = cum - tau.double()
+    wide = torch.float32 if tau.device.type == "mps" else torch.float64  # MPS has no float64
+    cum = torch.cumsum(tau.to(wide), 0)
+    excl = cum - tau.to(wide)
     pos = torch.arange(tau.numel(), device=tau.device)
     first = torch.ones_like(ray_ids, dtype=torch.bool)
     first[1:] = ray_ids[1:] != ray_ids[:-1]
@@ -133,8 +137,8 @@ def volume_render(
 
     Samples are taken between the ray's entry into and exit from the bounding sphere of `radius`. With
     `skip_fn(points (N, 3)) -> keep (N,) bool`, only kept samples are evaluated (the others are empty space),
-    and compositing runs on the kept samples alone, packed ray after ray.
-    Returns `rgb` (R, 3), `alpha` (R,), `depth` (R,) as in `composite`, and `samples`: how many were evaluated.
+    and compositing runs on the kept samples alone, packed ray after ray. Rays carry no gradient (cameras
+    are not optimised). Returns `rgb` (R, 3), `alpha` (R,), `depth` (R,) as in `composite`.
     """
     R = origins.shape[0]
     with torch.no_grad():
@@ -154,6 +158,4 @@ def volume_render(
     dist = weights.new_zeros(R).index_add(0, ray_ids, weights * t.reshape(-1)[idx])
     if z_scale is not None:
         dist = dist * z_scale
-    eps = 1e-4
-    depth = torch.where(alpha > eps, dist / alpha.clamp(min=eps), torch.zeros_like(dist))
-    return {"rgb": color, "alpha": alpha, "depth": depth, "samples": idx.numel()}
+    return {"rgb": color, "alpha": alpha, "depth": _expected_depth(dist, alpha)}
