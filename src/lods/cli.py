@@ -57,7 +57,7 @@ def distill2d(
     from .pipelines.distill2d import Distill2DConfig, run_distill2d
     from .progress import progress_bar
 
-    config = Distill2DConfig(prompt=prompt, guidance=guidance, prior=prior, steps=steps, cfg=cfg, seed=seed,
+    config = Distill2DConfig(prompt=prompt, guidance=guidance, prior=prior, steps=steps, guidance_scale=cfg, seed=seed,
                              device=_device(device), out=str(out))
     with progress_bar(f"distill2d {guidance}", steps, enabled=not quiet) as bar:
         metrics = run_distill2d(config, progress=bar)
@@ -193,10 +193,16 @@ def judge_train(
     typer.echo(str(result))
 
 
+from . import cli_bench, cli_image  # noqa: E402
+
+cli_image.register(app)
+cli_bench.register(bench_app)
+
+
 def main() -> None:
     """Entry point: bad input is one line on stderr and exit 2; no traceback."""
     try:
-        app(standalone_mode=False)
+        app()  # click reports usage errors itself (exit 2)
     except UserError as e:
         print(f"lods: error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -212,15 +218,6 @@ def main() -> None:
     except KeyboardInterrupt:
         print("lods: interrupted (the last checkpoint is kept; rerun with --resume)", file=sys.stderr)
         sys.exit(130)
-    except _click_exceptions() as e:
-        e.show()
-        sys.exit(e.exit_code)
-
-
-def _click_exceptions():
-    import click
-
-    return (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort)
 
 
 if __name__ == "__main__":

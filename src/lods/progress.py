@@ -37,11 +37,19 @@ def progress_bar(description: str, total: int, start: int = 0, enabled: bool = T
         TimeRemainingColumn(),
         TextColumn("{task.fields[logs]}"),
     ]
-    with Progress(*columns, console=console, transient=False, refresh_per_second=4) as bar:
-        task = bar.add_task(description, total=total, completed=start, logs="")
+    bar = Progress(*columns, console=console, transient=False, refresh_per_second=4)
+    task = None
 
-        def update(step: int, total_steps: int, logs: dict | None = None):
-            text = " ".join(f"{k.removeprefix('loss_')}={v:.4g}" for k, v in (logs or {}).items() if isinstance(v, (int, float)))
-            bar.update(task, completed=step, total=total_steps, logs=text)
+    def update(step: int, total_steps: int, logs: dict | None = None):
+        nonlocal task
+        if task is None:  # the bar appears with the first step, after all input checks passed
+            bar.start()
+            task = bar.add_task(description, total=total_steps, completed=start, logs="")
+        text = " ".join(f"{k.removeprefix('loss_')}={v:.4g}" for k, v in (logs or {}).items() if isinstance(v, (int, float)))
+        bar.update(task, completed=step, total=total_steps, logs=text)
 
+    try:
         yield update
+    finally:
+        if task is not None:
+            bar.stop()

@@ -229,7 +229,7 @@ def run_generate(cfg: GenerateConfig, resume: bool = False, progress=None) -> di
         total.backward()
         optimizer.step()
         scene.after_step(step, rendered, optimizer)
-        logs = {k: float(v) for k, v in terms.items()}
+        logs = {k: float(v.detach()) for k, v in terms.items()}
         history.append({"step": step + 1, **logs})
         if progress is not None:
             progress(step + 1, cfg.steps, logs)
@@ -295,13 +295,20 @@ def ground_truth_metrics(cfg: GenerateConfig, scene: Scene3D, prior) -> dict | N
         return None
     from ..evaluate.world_eval import evaluate_against_truth
 
-    def render_fn(cameras, size):
-        cams = cameras.to(next(scene.parameters()).device)
-        with torch.no_grad():
-            r = scene.render(cams, size, background=torch.ones(len(cams), 3, device=cams.c2w.device))
-        return {k: v.cpu() for k, v in r.items()}
+    return evaluate_against_truth(scene_render_fn(scene), cfg.prompt, n_views=cfg.export.eval_views)
 
-    return evaluate_against_truth(render_fn, cfg.prompt, n_views=cfg.export.eval_views)
+
+def scene_render_fn(scene: Scene3D):
+    """`render_fn(cameras, size)` over a white background, on the scene's device, returning CPU tensors."""
+
+    def render_fn(cameras, size):
+        device = next(scene.parameters()).device
+        cams = cameras.to(device)
+        with torch.no_grad():
+            r = scene.render(cams, size, background=torch.ones(len(cams), 3, device=device))
+        return {k: v.cpu() for k, v in r.items() if isinstance(v, torch.Tensor)}
+
+    return render_fn
 
 
 def load_run_config(out: Path) -> GenerateConfig:
