@@ -146,6 +146,8 @@ def generate(
         out = Path("outputs") / f"{slug}-{backbone}-{guidance}"
     if resume:
         config = load_run_config(out)
+        if getattr(config, "task", None) == "image-to-3d":
+            raise UserError(f"{out} is an image-to-3d run; resume it with `lods image-to-3d --resume --out {out}`")
         if steps is not None:
             config.steps = steps
     else:
@@ -164,7 +166,8 @@ def generate(
     line = f"wrote {out} in {metrics['seconds']:.0f} s"
     truth = metrics.get("ground_truth")
     if truth:
-        line += f"; recognised in {truth['recognized_views']}/{len(truth['psnr'])} views, IoU {truth['iou_mean']:.2f}, PSNR {truth['psnr_mean']:.1f}"
+        line += (f"; judge recognises the prompt in {truth['recognized_views']}/{truth['n_views']} views, "
+                 f"IoU {truth['iou']:.2f}, PSNR {truth['psnr']:.1f} dB")
     typer.echo(line)
 
 
@@ -201,7 +204,12 @@ cli_bench.register(bench_app)
 
 def main() -> None:
     """Entry point: bad input is one line on stderr and exit 2; no traceback."""
+    threads = os.environ.get("LODS_THREADS")
     try:
+        if threads:
+            import torch
+
+            torch.set_num_threads(int(threads))
         app()  # click reports usage errors itself (exit 2)
     except UserError as e:
         print(f"lods: error: {e}", file=sys.stderr)

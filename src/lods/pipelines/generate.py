@@ -180,10 +180,30 @@ def _build_optimizer(scene: Scene3D, guidance) -> torch.optim.Optimizer:
     return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
 
 
-def run_generate(cfg: GenerateConfig, resume: bool = False, progress=None) -> dict:
+class LoopHooks:
+    """Extension points of `run_generate` (image-to-3D is a thin layer over them); the defaults are text-to-3D."""
+
+    def build_guidance(self, cfg: GenerateConfig, prior):
+        return build_guidance(cfg.guidance, prior, cfg.prompt, cfg.guidance_config)
+
+    def start(self, cfg: GenerateConfig, out: Path, resume: bool) -> None:
+        """Called once the run folder and config.yaml exist, before the first step."""
+
+    def step(self, cfg: GenerateConfig, scene: Scene3D, guidance, cams, size: int, step: int) -> tuple[dict, dict]:
+        """Render this step's views and return (rendered, losses); `loss_*` terms are weighted by cfg.lambdas."""
+        rendered = scene.render(cams, size, background=_background(cfg, len(cams), cams.c2w.device))
+        return rendered, guidance(rendered["rgb"], cams, step)
+
+    def metrics(self, cfg: GenerateConfig, scene: Scene3D, prior) -> dict:
+        """Extra entries of metrics.json, computed on the final scene (in eval mode, under no_grad)."""
+        return {}
+
+
+def run_generate(cfg: GenerateConfig, resume: bool = False, progress=None, hooks: LoopHooks | None = None) -> dict:
     """Optimise a 3D scene for `cfg.prompt`; writes config, checkpoints, exports and metrics into `cfg.out`."""
     from ..priors.prior import Prior
 
+    hooks = hooks if hooks is not None else LoopHooks()
     cfg.validate()
     out = Path(cfg.out)
     ckpt = _Checkpoint(out)
@@ -198,7 +218,7 @@ def run_generate(cfg: GenerateConfig, resume: bool = False, progress=None) -> di
 
     torch.manual_seed(cfg.seed)
     scene = build_scene(cfg, device)
-    guidance = build_guidance(cfg.guidance, prior, cfg.prompt, cfg.guidance_config)
+    guidance = hooks.build_guidance(cfg, prior)
     start, history = 0, []
     if resume:
         tensors, meta = ckpt.load()
@@ -211,6 +231,7 @@ def run_generate(cfg: GenerateConfig, resume: bool = False, progress=None) -> di
         optimizer = _build_optimizer(scene, guidance)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", dump_yaml(cfg))
+    hooks.start(cfg, out, resume)
 
     lambdas = {f"loss_{k}": float(v) for k, v in cfg.lambdas.items()}
     t0 = time.time()
@@ -218,8 +239,7 @@ def run_generate(cfg: GenerateConfig, resume: bool = False, progress=None) -> di
         torch.manual_seed(cfg.seed * 1_000_003 + step)
         cams = sample_cameras(cfg.cameras).to(device)
         size = render_size_at(cfg, step)
-        rendered = scene.render(cams, size, background=_background(cfg, len(cams), device))
-        losses = guidance(rendered["rgb"], cams, step)
+        rendered, losses = hooks.step(cfg, scene, guidance, cams, size, step)
         losses.update(scene.regularizers(rendered, step))
         terms = {k: v for k, v in losses.items() if k.startswith("loss_")}
         total = sum(lambdas.get(k, 1.0 if k in ("loss_sds",) else 0.0) * v for k, v in terms.items())
@@ -236,11 +256,12 @@ def run_generate(cfg: GenerateConfig, resume: bool = False, progress=None) -> di
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
             ckpt.save(step + 1, scene, guidance, optimizer, history)
     seconds = time.time() - t0
-    return finish(cfg, scene, prior, history, seconds, start)
+    return finish(cfg, scene, prior, history, seconds, start, extra_metrics=hooks.metrics)
 
 
-def finish(cfg: GenerateConfig, scene: Scene3D, prior, history: list, seconds: float, start: int = 0) -> dict:
-    """Write the exports and metrics.json of a finished run."""
+def finish(cfg: GenerateConfig, scene: Scene3D, prior, history: list, seconds: float, start: int = 0,
+           extra_metrics=None) -> dict:
+    """Write the exports and metrics.json of a finished run; `extra_metrics(cfg, scene, prior)` adds entries."""
     from ..export.mesh import extract_mesh, save_glb
     from ..export.video import render_turntable, save_views_grid
 
@@ -279,6 +300,9 @@ def finish(cfg: GenerateConfig, scene: Scene3D, prior, history: list, seconds: f
     truth = ground_truth_metrics(cfg, scene, prior)
     if truth is not None:
         metrics["ground_truth"] = truth
+    if extra_metrics is not None:
+        with torch.no_grad():
+            metrics.update(extra_metrics(cfg, scene, prior))
     atomic_write_json(out / "metrics.json", metrics)
     return metrics
 
@@ -318,4 +342,8 @@ def load_run_config(out: Path) -> GenerateConfig:
     data = yaml.safe_load(path.read_text())
     if "cameras" in data:
         data["cameras"] = {k: tuple(v) if isinstance(v, list) else v for k, v in data["cameras"].items()}
+    if data.get("task") == "image-to-3d":  # written by `lods image-to-3d`
+        from .image_to_3d import ImageTo3DConfig
+
+        return from_dict(ImageTo3DConfig, data)
     return from_dict(GenerateConfig, data)

@@ -102,8 +102,12 @@ class Prior:
         """Load a diffusers folder or hub id (None: the embedded prior); fp16 on CUDA, fp32 elsewhere."""
         from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
         from safetensors import SafetensorError
+        from diffusers.utils import logging as diffusers_logging
         from transformers import AutoTokenizer, CLIPTextModel
+        from transformers.utils import logging as transformers_logging
 
+        diffusers_logging.disable_progress_bar()
+        transformers_logging.disable_progress_bar()
         device = torch.device(device)
         if dtype is None:
             dtype = torch.float16 if device.type == "cuda" else torch.float32
