@@ -122,6 +122,35 @@ def prior_sample(
     typer.echo(f"wrote {out}")
 
 
+@prior_app.command("eval")
+def prior_eval(
+    prior: Optional[str] = typer.Option(None, help=PRIOR_HELP),
+    cfg: list[float] = typer.Option([5.0, 1.0], "--cfg", help="CFG scales to evaluate (repeat the option)."),
+    n: int = typer.Option(2, help="Samples per prompt."),
+    steps: int = typer.Option(25, help="DDIM steps."),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
+    out: Optional[Path] = typer.Option(None, help="Write the figures as JSON here."),
+):
+    """The judge on the prior's samples: how often it draws the prompted shape, colour, context and relation."""
+    import json
+
+    from .evaluate.prior_eval import evaluate_prior
+    from .priors.prior import Prior
+    from .utils.io import atomic_write_json
+    from .world.judge import Judge
+
+    if n <= 0 or steps <= 0 or any(c <= 0 for c in cfg):
+        raise UserError("--n, --steps and --cfg must be positive")
+    p = Prior.load(prior, device=_device(device))
+    if p.vocabulary is None:
+        raise UserError("prior eval needs a world prior (its judge only knows the world)")
+    result = evaluate_prior(p, Judge.load(), scales=tuple(cfg), n_per_prompt=n, steps=steps, seed=seed)
+    if out is not None:
+        atomic_write_json(out, result)
+    typer.echo(json.dumps(result, indent=2))
+
+
 @app.command()
 def generate(
     prompt: str = typer.Argument(..., help="Text prompt (a world caption for the embedded prior, e.g. 'a red cube')."),
