@@ -25,6 +25,7 @@ def test_the_truth_scores_perfectly(judge):
         assert r["saturation_error"] == pytest.approx(0.0, abs=1e-6)
         assert r["feature_similarity"] == pytest.approx(1.0, abs=1e-5)
         assert r["recognized_views"] == 8 and r["r_at_1"] == 1.0
+        assert r["truth_recognized_views"] == 8 and r["truth_r_at_1"] == 1.0
         assert all(len(v) == 8 for v in r["per_view"].values())
     assert r["category"] == "multi" and r["suite_size"] == 200
 
@@ -50,6 +51,7 @@ def test_shifted_and_recoloured_results_score_worse(judge):
     assert gray["iou"] == 1.0  # same silhouette
     assert gray["saturation_error"] < -0.5
     assert gray["recognized_views"] == 0 and gray["r_at_1"] == 0.0
+    assert gray["truth_recognized_views"] == 8  # the ceiling comes from the true red cube
     assert gray["judge_log_likelihood"] < -5
 
 

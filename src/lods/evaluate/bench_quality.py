@@ -34,10 +34,10 @@ INF_CFG = 1e6  # "∞" in the CFG sweep, as algorithm.md's 2D setting
 
 COLUMNS = [
     "method", "backbone", "cfg", "seed", "category", "prompt", "psnr", "ssim", "iou", "r_at_1", "recognized_views",
-    "n_views", "saturation_error", "feature_similarity", "imagereward", "seconds", "seconds_per_step", "wall_seconds",
-    "steps", "loss_sds", "loss_prior", "resumed_from_step", "status", "run_dir",
+    "n_views", "saturation_error", "feature_similarity", "truth_r_at_1", "truth_recognized_views", "imagereward",
+    "seconds", "seconds_per_step", "wall_seconds", "steps", "loss_sds", "loss_prior", "resumed_from_step", "status",
+    "run_dir",
 ]
-# (column, label, higher is better?) of the tables and bar charts
 SUMMARY_METRICS = [  # (column, table label, short label, higher is better? None: signed, no direction)
     ("psnr", "PSNR (dB) ↑", "PSNR", True),
     ("ssim", "SSIM ↑", "SSIM", True),
@@ -46,6 +46,8 @@ SUMMARY_METRICS = [  # (column, table label, short label, higher is better? None
     ("recognized_frac", "recognised views ↑", "recognised", True),
     ("saturation_error", "saturation error (signed)", "sat. error", None),
     ("abs_saturation_error", "abs. saturation error ↓", "abs. sat. error", False),
+    ("truth_r_at_1", "judge ceiling: R@1 of the truth", "truth R@1", None),
+    ("truth_recognized_frac", "judge ceiling: truth recognised", "truth recognised", None),
     ("imagereward", "ImageReward ↑", "ImageReward", True),
     ("seconds", "s / asset ↓", "time", False),
 ]
@@ -302,16 +304,18 @@ def row_from_metrics(job: dict, metrics: dict | None, status: str, wall: float) 
     row.update(method=job["method"], backbone=job["backbone"], seed=job["seed"], category=job["category"],
                prompt=job["prompt"], status=status, run_dir=str(cfg.out), wall_seconds=round(wall, 3),
                cfg=cfg.guidance_config.guidance_scale if _uses_cfg(job["method"]) else "", steps=cfg.steps)
-    for k in ("psnr", "ssim", "iou", "r_at_1", "saturation_error", "feature_similarity", "imagereward", "seconds",
-              "seconds_per_step", "loss_sds", "loss_prior"):
+    for k in ("psnr", "ssim", "iou", "r_at_1", "saturation_error", "feature_similarity", "truth_r_at_1", "imagereward",
+              "seconds", "seconds_per_step", "loss_sds", "loss_prior"):
         row[k] = _nan()
-    row["recognized_views"] = row["n_views"] = row["resumed_from_step"] = ""
+    row["recognized_views"] = row["n_views"] = row["resumed_from_step"] = row["truth_recognized_views"] = ""
     if metrics is None:
         return row
     truth = metrics.get("ground_truth") or {}
-    for k in ("psnr", "ssim", "iou", "r_at_1", "saturation_error", "feature_similarity"):
+    for k in ("psnr", "ssim", "iou", "r_at_1", "saturation_error", "feature_similarity", "truth_r_at_1"):
         if k in truth:
             row[k] = float(truth[k])
+    if "truth_recognized_views" in truth:
+        row["truth_recognized_views"] = int(truth["truth_recognized_views"])
     if "recognized_views" in truth:
         row["recognized_views"] = int(truth["recognized_views"])
         row["n_views"] = int(truth.get("n_views", len((truth.get("per_view") or {}).get("psnr", []))))
@@ -496,8 +500,8 @@ def read_csv(path) -> list[dict]:
 
 # ---------------------------------------------------------------------------------------------- summary
 def _value(row: dict, key: str) -> float:
-    if key == "recognized_frac":
-        rv, n = row.get("recognized_views"), row.get("n_views")
+    if key in ("recognized_frac", "truth_recognized_frac"):
+        rv, n = row.get("recognized_views" if key == "recognized_frac" else "truth_recognized_views"), row.get("n_views")
         return float(rv) / float(n) if rv not in ("", None) and n not in ("", None, 0) else _nan()
     if key == "abs_saturation_error":
         return abs(_value(row, "saturation_error"))
@@ -674,14 +678,14 @@ def paired_section(rows: list[dict], bc: BenchConfig, with_cfg: bool, metrics) -
     keyed: dict[tuple, dict] = {}
     for r in rows:
         keyed[(r["method"], r["backbone"], r["seed"], r["prompt"], r["cfg"] if with_cfg else "")] = r
-    used = [m for m in metrics if m[0] != "saturation_error"]
+    used = [m for m in metrics if m[3] is not None]
     lines = ["## Paired differences against SDS", "",
              "Method minus SDS on the same backbone, seed and prompt" +
              (" and CFG scale" if with_cfg else ", each method at its own CFG scale (tables above)") +
              ": mean ± standard error of the difference, and how often the method is better (ties excluded).", "",
              "| method | backbone" + (" | CFG" if with_cfg else "") + " | pairs | " + " | ".join(f"Δ {m[1]}" for m in used) +
-             " | " + " | ".join(f"better: {m[2]}" for m in used if m[3] is not None) + " |",
-             "|" + "---|" * (3 + with_cfg + len(used) + sum(1 for m in used if m[3] is not None))]
+             " | " + " | ".join(f"better: {m[2]}" for m in used) + " |",
+             "|" + "---|" * (3 + with_cfg + 2 * len(used))]
     methods = [m for m in bc.methods if m != "sds"]
     cfgs = sorted({r["cfg"] for r in rows if r["method"] in methods}, key=lambda v: _cfg_float(v) or 0.0) if with_cfg else [""]
     for method in methods:
@@ -704,10 +708,9 @@ def paired_section(rows: list[dict], bc: BenchConfig, with_cfg: bool, metrics) -
                     else:
                         se = statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else 0.0
                         cells.append(f"{statistics.fmean(d):+.3g} ± {se:.2g}")
-                    if higher is not None:
-                        better = sum(1 for x in d if (x > 0) == higher and x != 0)
-                        worse = sum(1 for x in d if (x < 0) == higher and x != 0)
-                        wins.append(f"{better}/{better + worse}" if d else "–")
+                    better = sum(1 for x in d if (x > 0) == higher and x != 0)
+                    worse = sum(1 for x in d if (x < 0) == higher and x != 0)
+                    wins.append(f"{better}/{better + worse}" if d else "–")
                 lines.append("| " + " | ".join(cells + wins) + " |")
     return lines + [""]
 
@@ -725,7 +728,7 @@ def write_plots(bc: BenchConfig, rows: list[dict], folder: Path, suite: list[Sui
     groups = _groups(ok, with_cfg)
     written = []
     cats = list(bc.categories) + ["overall"]
-    for m, label, *_ in _metrics_present(ok):
+    for m, label, *_ in [m for m in _metrics_present(ok) if not m[0].startswith("truth_")]:
         fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(cats) * max(1, len(groups)) / 2.5, 3.6))
         width = 0.8 / max(1, len(groups))
         for gi, (key, grp) in enumerate(groups.items()):
@@ -762,7 +765,7 @@ def _cfg_plots(rows: list[dict], folder: Path, plt) -> list[Path]:
         by_method.setdefault((r["method"], r["backbone"]), {}).setdefault(s, []).append(r)
     if not by_method:
         return []
-    for m, label, *_ in _metrics_present(rows):
+    for m, label, *_ in [m for m in _metrics_present(rows) if not m[0].startswith("truth_")]:
         fig, ax = plt.subplots(figsize=(4.8, 3.4))
         for key, per in by_method.items():
             xs = sorted(per)

@@ -83,7 +83,8 @@ def evaluate_against_truth(
     """Render the result at `evaluation_cameras(n_views)` (rgb over white, alpha) and score it against the truth.
 
     Returns per-view lists (under "per_view") and their means (top level) of psnr, ssim, iou, saturation_error,
-    feature_similarity and judge_log_likelihood, plus recognized_views (int), r_at_1 and the suite size.
+    feature_similarity and judge_log_likelihood, plus recognized_views (int), r_at_1, the suite size, and the judge's
+    scores of the truth itself (truth_recognized_views, truth_r_at_1), the ceiling of the result's.
     Raises UserError if `prompt` is not a caption of the world.
     """
     scene = parse_world_prompt(prompt)  # canonical; UserError if not a world caption
@@ -118,5 +119,8 @@ def evaluate_against_truth(
     result |= {k: v.mean().item() for k, v in per_view.items()}
     result["recognized_views"] = int(recognized.sum())
     result["r_at_1"] = judge.r_at_1(rgb, caption, suite)
+    # the same judge scores on the truth itself: the ceiling (in side views one of two objects hides behind the other)
+    result["truth_recognized_views"] = int(judge.recognizes(rgb_t, caption).sum())
+    result["truth_r_at_1"] = judge.r_at_1(rgb_t, caption, suite)
     result["suite_size"] = len(dict.fromkeys([caption] + [parse_world_prompt(p).caption() for p in suite]))
     return result

@@ -97,7 +97,7 @@ def preset_config(preset: str, backbone: str, guidance: str) -> GenerateConfig:
         cfg.cameras = CameraSamplerConfig(views_per_step=4 if backbone == "gs" else 2)
         cfg.guidance_config = GuidanceConfig(guidance_scale=fast_cfg_scale(guidance), embedding_lr=1e-3)
         cfg.lambdas = {"sds": 1.0, "prior": 1.0, "sparsity": 0.0, "opacity": 0.0}
-        cfg.gaussians = {"num_points": 1000}
+        cfg.gaussians = {"num_points": 1000, "max_gaussians": 3000, "densify_until": 300, "lr_means_steps": 400}
         cfg.nerf = {}
         cfg.checkpoint_every = 50
         return cfg
