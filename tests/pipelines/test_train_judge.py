@@ -8,7 +8,7 @@ from lods.world.judge import HEAD_CLASSES, Judge
 
 def test_tiny_training_run_writes_a_loadable_judge(tmp_path):
     cfg = TrainJudgeConfig(out=str(tmp_path / "judge"), cache_dir=str(tmp_path / "data"), train_scenes=24,
-                           heldout_scenes=8, views_per_scene=2, epochs=1, batch_size=16, widths=(8, 8, 8), hidden=16)
+                           heldout_scenes=8, views_per_scene=2, extra_multi_scenes=6, ring_scenes=2, epochs=1, batch_size=16, widths=(8, 8, 8), hidden=16)
     metrics = train_judge(cfg)
     files = sorted(p.name for p in (tmp_path / "judge").iterdir())
     assert files == ["config.json", "judge.safetensors"]
@@ -16,12 +16,13 @@ def test_tiny_training_run_writes_a_loadable_judge(tmp_path):
     assert meta["heldout_accuracy"] == metrics["heldout_accuracy"]
     assert meta["train_config"]["train_seed"] != meta["train_config"]["heldout_seed"]
     assert 0 <= metrics["heldout_accuracy"]["exact"] <= 1
+    assert metrics["train_images"] == 24 * 2 + 6 * 2 and metrics["ring_images"] == 16
     judge = Judge.load(tmp_path / "judge")
     assert judge.arch.widths == (8, 8, 8)
     assert judge.predict(torch.ones(2, 3, 32, 32))["category"].shape == (2, 3)
     # a second run reuses the cached renders (train and held-out) instead of rendering again
     cached = {p: p.stat().st_mtime_ns for p in (tmp_path / "data").glob("*.npz")}
-    assert len(cached) == 2
+    assert len(cached) == 4  # train, extra two-object block, held-out, evaluation ring
     train_judge(cfg)
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "data").glob("*.npz")} == cached
 

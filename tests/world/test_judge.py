@@ -43,10 +43,19 @@ def test_shipped_judge_is_small_and_reports_accuracy(judge):
     assert sum(p.numel() for p in judge.net.parameters()) * 4 <= 2 * 2**20
 
 
+def unoccluded(prompt, cameras):
+    """Views that show both objects: a side-by-side pair seen along its axis hides the far object behind the near one."""
+    if "left of" not in prompt and "right of" not in prompt:
+        return torch.ones(len(cameras), dtype=torch.bool)
+    return torch.sin(torch.deg2rad(cameras.azimuth_deg)).abs() < 0.7
+
+
 @pytest.mark.parametrize("prompt", PROMPTS)
 def test_recognizes_fresh_ground_truth(judge, prompt):
-    assert judge.recognizes(render(prompt), prompt).all()
-    assert judge.recognizes(render(prompt, fresh_cameras()), prompt).float().mean() >= 5 / 6
+    for cams in (evaluation_cameras(8), fresh_cameras()):
+        keep = unoccluded(prompt, cams)
+        assert keep.sum() >= 4
+        assert judge.recognizes(render(prompt, cams), prompt)[keep].all()
 
 
 def test_recognizes_rejects_a_wrong_colour_shape_or_relation(judge):

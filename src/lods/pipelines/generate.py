@@ -278,9 +278,11 @@ def finish(cfg: GenerateConfig, scene: Scene3D, prior, history: list, seconds: f
             outputs["mesh"] = "mesh.glb"
         except ValueError as e:  # an empty density field has no surface
             outputs["mesh_error"] = str(e)
-        video = render_turntable(scene, out / "turntable.mp4", size=cfg.export.turntable_size, frames=cfg.export.turntable_frames)
+        white = torch.ones(3, device=next(scene.parameters()).device)
+        video = render_turntable(scene, out / "turntable.mp4", size=cfg.export.turntable_size, frames=cfg.export.turntable_frames,
+                                 background=white)
         outputs["turntable"] = Path(video).name
-        save_views_grid(scene, out / "views.png", size=cfg.export.views_size, n=cfg.export.eval_views)
+        save_views_grid(scene, out / "views.png", size=cfg.export.views_size, n=cfg.export.eval_views, background=white)
         outputs["views"] = "views.png"
     last = history[-10:]
     final_losses = {k: sum(h[k] for h in last if k in h) / max(1, sum(1 for h in last if k in h))
