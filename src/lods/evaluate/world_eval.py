@@ -21,7 +21,6 @@ from ..world.shapes import COLORS, CONTEXTS, SHAPES
 from .metrics import psnr, saturation_error, silhouette_iou, ssim
 
 MULTI_SUITE_SIZE = 200
-PER_VIEW = ("psnr", "ssim", "iou", "saturation_error", "feature_similarity", "judge_log_likelihood")
 
 
 def _objects() -> list[WorldObject]:

@@ -1,6 +1,6 @@
 """Train the judge on renders of the world (seeds apart from the prior's data) and report held-out accuracy.
 
-Augmentation keeps every label valid: brightness/contrast jitter, shifts of a pixel or two (white fill), mild blur
+Augmentation keeps every label valid: brightness jitter, shifts of a pixel or two (white fill), mild blur
 and noise so that slightly imperfect generated images still read. No horizontal flips: they swap left and right.
 """
 
