@@ -117,14 +117,7 @@ def save_prior_folder(folder: Path, unet, text_encoder, tokenizer, scheduler, ex
     (tmp / "model_index.json").write_text(json.dumps(index, indent=2))
     if extra:
         (tmp / "lods_prior.json").write_text(json.dumps(extra, indent=2))
-    old = folder.with_name(folder.name + ".old")
-    if folder.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    if old.exists():
-        shutil.rmtree(old)
+    _swap_in(tmp, folder)
 
 
 def install_prior(src: Path, dst: Path = EMBEDDED_PRIOR_DIR) -> None:
@@ -134,11 +127,16 @@ def install_prior(src: Path, dst: Path = EMBEDDED_PRIOR_DIR) -> None:
     if tmp.exists():
         shutil.rmtree(tmp)
     shutil.copytree(src, tmp)
-    old = dst.with_name(dst.name + ".old")
-    if dst.exists():
+    _swap_in(tmp, dst)
+
+
+def _swap_in(tmp: Path, folder: Path) -> None:
+    """Replace `folder` by the finished `tmp` folder with renames, so no reader sees a half-written one."""
+    old = folder.with_name(folder.name + ".old")
+    if folder.exists():
         if old.exists():
             shutil.rmtree(old)
-        os.replace(dst, old)
-    os.replace(tmp, dst)
+        os.replace(folder, old)
+    os.replace(tmp, folder)
     if old.exists():
         shutil.rmtree(old)
