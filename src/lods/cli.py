@@ -41,6 +41,18 @@ def _device(device: str) -> str:
     return device
 
 
+def apply_flags(config, prior=None, steps=None, cfg=None, device=None) -> None:
+    """Command-line flags that override a preset's config (None: keep the preset's value)."""
+    if prior is not None:
+        config.prior = prior
+    if steps is not None:
+        config.steps = steps
+    if cfg is not None:
+        config.guidance_config.guidance_scale = cfg
+    if device is not None:
+        config.device = _device(device)
+
+
 @app.command()
 def distill2d(
     prompt: str = typer.Argument(..., help="Text prompt."),
@@ -182,14 +194,7 @@ def generate(
     else:
         config = preset_config(preset, backbone, guidance)
         config.prompt, config.seed, config.out = prompt, seed, str(out)
-        if prior is not None:
-            config.prior = prior
-        if steps is not None:
-            config.steps = steps
-        if cfg is not None:
-            config.guidance_config.guidance_scale = cfg
-        if device is not None:
-            config.device = _device(device)
+        apply_flags(config, prior=prior, steps=steps, cfg=cfg, device=device)
     with progress_bar(f"{config.backbone} {config.guidance}", config.steps, enabled=not quiet) as bar:
         metrics = run_generate(config, resume=resume, progress=bar)
     line = f"wrote {out} in {metrics['seconds']:.0f} s"

@@ -30,7 +30,7 @@ def register(app) -> None:
     ):
         """Image-to-3D: fit the image as the front view, the prior on novel views; writes reference.png, model.ply,
         mesh.glb, turntable, views.png and metrics.json (reference-view PSNR/SSIM, novel-view scores)."""
-        from .cli import _device
+        from .cli import apply_flags
         from .errors import UserError
         from .pipelines.image_to_3d import image_preset_config, load_image_run_config, run_image_to_3d
         from .progress import progress_bar
@@ -52,14 +52,7 @@ def register(app) -> None:
             config.prompt = prompt if prompt is not None else ""
             if prompt is not None and not prompt.strip():
                 raise UserError("the prompt is empty (leave --prompt out to have the object named)")
-            if prior is not None:
-                config.prior = prior
-            if steps is not None:
-                config.steps = steps
-            if cfg is not None:
-                config.guidance_config.guidance_scale = cfg
-            if device is not None:
-                config.device = _device(device)
+            apply_flags(config, prior=prior, steps=steps, cfg=cfg, device=device)
         with progress_bar(f"image {config.backbone} {config.guidance}", config.steps, enabled=not quiet) as bar:
             metrics = run_image_to_3d(config, resume=resume, progress=bar)
         ref = metrics["image_to_3d"]["reference_view"]
