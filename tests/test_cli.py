@@ -74,3 +74,19 @@ def test_unknown_word_for_the_world_prior(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "dragon" in err and "cube" in err  # names the unknown word and lists the known ones
     assert not (tmp_path / "run").exists()
+
+
+def test_judge_eval_scores_the_shipped_judge(tmp_path, monkeypatch, capsys):
+    import json
+
+    out = tmp_path / "judge.json"
+    code = run_cli(monkeypatch, "judge", "eval", "--scenes", "3", "--out", str(out))
+    assert code in (0, None)
+    result = json.loads(out.read_text())
+    assert result["images"] == 24 and result["cameras"] == "ring"
+    assert 0.5 <= result["exact"] <= 1.0  # the shipped judge is far above chance on clean renders
+
+
+def test_judge_eval_rejects_unknown_cameras(monkeypatch, capsys):
+    assert run_cli(monkeypatch, "judge", "eval", "--cameras", "fisheye") == 2
+    assert "--cameras" in capsys.readouterr().err

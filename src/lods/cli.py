@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import sys
 from pathlib import Path
@@ -145,7 +146,6 @@ def prior_eval(
     out: Optional[Path] = typer.Option(None, help="Write the figures as JSON here."),
 ):
     """The judge on the prior's samples: how often it draws the prompted shape, colour, context and relation."""
-    import json
 
     from .evaluate.prior_eval import evaluate_prior
     from .priors.prior import Prior
@@ -210,7 +210,6 @@ def eval_run(
     run_dir: Path = typer.Argument(..., help="A run folder written by `lods generate` or `lods image-to-3d`."),
 ):
     """Score a finished run against the world's 3D truth; prints and rewrites metrics.json's ground_truth."""
-    import json
 
     from .pipelines.evaluate_run import evaluate_run
 
@@ -228,6 +227,33 @@ def judge_train(
 
     result = train_judge(TrainJudgeConfig(out=str(out)))
     typer.echo(str(result))
+
+
+@judge_app.command("eval")
+def judge_eval(
+    judge: Path = typer.Option(None, help="Judge folder (default: the shipped judge)."),
+    scenes: int = typer.Option(300, min=1, help="Fresh world scenes to render."),
+    seed: int = typer.Option(3000, help="Scene seed (the training data used 1000, its held-out set 2000)."),
+    cameras: str = typer.Option("ring", help="'ring': the 8 evaluation cameras; 'random': 4 random training-range views."),
+    out: Path = typer.Option(None, help="Also write the accuracies to this JSON file."),
+):
+    """Held-out accuracy of the judge on fresh ground-truth renders (exact match = every head right)."""
+    import torch
+
+    from .pipelines.train_judge import evaluate_judge, label_targets, render_scenes
+    from .utils.io import atomic_write_json
+    from .world.judge import Judge
+
+    if cameras not in ("ring", "random"):
+        raise UserError(f"--cameras must be 'ring' or 'random', got {cameras!r}")
+    net = Judge.load(judge)
+    data = render_scenes(scenes, seed, 32, ring=cameras == "ring")
+    acc = evaluate_judge(net, torch.from_numpy(data.images), label_targets(data.labels))
+    result = {"judge": str(judge or "shipped"), "scenes": scenes, "seed": seed, "cameras": cameras,
+              "images": len(data.images), **acc}
+    if out is not None:
+        atomic_write_json(out, result)
+    typer.echo(json.dumps(result, indent=2))
 
 
 from . import cli_bench, cli_image  # noqa: E402

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -27,6 +28,9 @@ def progress_bar(description: str, total: int, start: int = 0, enabled: bool = T
         yield lambda step, total, logs=None: None
         return
     console = Console(file=sys.stderr)
+    if not console.is_terminal:  # logs or pipes: a plain line now and then instead of a bar drawn only at the end
+        yield _line_logger(description, start)
+        return
     columns = [
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -53,3 +57,21 @@ def progress_bar(description: str, total: int, start: int = 0, enabled: bool = T
     finally:
         if task is not None:
             bar.stop()
+
+
+def _line_logger(description: str, start: int, every_s: float = 30.0):
+    t0 = time.monotonic()
+    last = -float("inf")
+
+    def update(step: int, total_steps: int, logs: dict | None = None):
+        nonlocal last
+        now = time.monotonic()
+        if now - last < every_s and step < total_steps:
+            return
+        last = now
+        rate = (step - start) / max(now - t0, 1e-9)
+        eta = (total_steps - step) / rate if rate > 0 else float("nan")
+        text = " ".join(f"{k.removeprefix('loss_')}={v:.4g}" for k, v in (logs or {}).items() if isinstance(v, (int, float)))
+        print(f"{description} {step}/{total_steps} {rate:.2f} it/s eta {eta:.0f}s {text}".rstrip(), file=sys.stderr, flush=True)
+
+    return update

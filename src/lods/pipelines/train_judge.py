@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import __version__
-from ..render.cameras import evaluation_cameras, orbit_cameras, view_label
+from ..render.cameras import EVAL_AZIMUTH_OFFSET_DEG, evaluation_cameras, orbit_cameras, view_label
 from ..world.dataset import DISTANCE_RANGE, ELEVATION_RANGE, FOV_DEG, WorldRenders, render_world, scene_labels
 from ..world.judge import HEAD_CLASSES, MULTI_HEADS, Judge, JudgeArch, JudgeNet, scene_targets
 from ..world.render import render_scene
@@ -202,7 +202,7 @@ def train_judge(cfg: TrainJudgeConfig, progress=None) -> dict:
             train = _concat(train, block)
     held = _cached(cfg, f"world_{cfg.heldout_seed}_{cfg.heldout_scenes}x{v}",
                    lambda: render_world(cfg.heldout_scenes, v, seed=cfg.heldout_seed, size=cfg.size, workers=cfg.workers))
-    ring = _cached(cfg, f"ring_{cfg.ring_seed}_{cfg.ring_scenes}x8",
+    ring = _cached(cfg, f"ring_{cfg.ring_seed}_{cfg.ring_scenes}x8_az{EVAL_AZIMUTH_OFFSET_DEG:g}",
                    lambda: render_scenes(cfg.ring_scenes, cfg.ring_seed, cfg.size, ring=True)) if cfg.ring_scenes else None
     images = torch.from_numpy(train.images)
     targets = label_targets(train.labels)

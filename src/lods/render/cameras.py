@@ -116,9 +116,13 @@ def view_label(elevation_deg: float, azimuth_deg: float, front_threshold: float 
     return "side"
 
 
-def evaluation_cameras(n: int = 8, elevation_deg: float = 20.0, distance: float = 2.5, fov_deg: float = 40.0) -> Cameras:
-    """The fixed ring of cameras every evaluation uses."""
-    az = torch.arange(n, dtype=torch.float32) * (360.0 / n)
+EVAL_AZIMUTH_OFFSET_DEG = 22.5  # no evaluation view looks straight along the x axis, where side-by-side objects hide
+
+
+def evaluation_cameras(n: int = 8, elevation_deg: float = 20.0, distance: float = 2.5, fov_deg: float = 40.0,
+                       azimuth_offset_deg: float = EVAL_AZIMUTH_OFFSET_DEG) -> Cameras:
+    """The fixed ring of cameras every evaluation uses: `n` azimuths from `azimuth_offset_deg`, evenly spaced."""
+    az = azimuth_offset_deg + torch.arange(n, dtype=torch.float32) * (360.0 / n)
     return orbit_cameras(torch.full((n,), elevation_deg), az, distance, fov_deg)
 
 

@@ -378,12 +378,20 @@ class GaussianScene(Scene3D):
             self._gen.set_state(tensors["gaussians/rng"].cpu())
 
     @torch.no_grad()
-    def save_ply(self, path: str | Path) -> None:
-        """The standard 3DGS ply: x y z nx ny nz f_dc_0..2 f_rest_* opacity (logit) scale_0..2 (log) rot_0..3."""
+    def save_ply(self, path: str | Path, pad_sh_degree: int = 3) -> None:
+        """The standard 3DGS ply: x y z nx ny nz f_dc_0..2 f_rest_* opacity (logit) scale_0..2 (log) rot_0..3.
+
+        SH bands above the scene's degree are written as zeros up to `pad_sh_degree` (3 = the 45 f_rest columns
+        that the reference 3DGS viewers expect); `load_ply` drops all-zero top bands again.
+        """
         from plyfile import PlyData, PlyElement
 
         n = self.num_gaussians
-        rest = self.f_rest.detach().transpose(1, 2).reshape(n, -1)  # channel-major, as 3DGS writes it
+        f_rest = self.f_rest.detach()
+        pad = (max(pad_sh_degree, self.cfg.sh_degree) + 1) ** 2 - 1 - f_rest.shape[1]
+        if pad > 0:
+            f_rest = torch.cat([f_rest, f_rest.new_zeros(n, pad, 3)], 1)
+        rest = f_rest.transpose(1, 2).reshape(n, -1)  # channel-major, as 3DGS writes it
         columns = [
             ("x", self.means[:, 0]), ("y", self.means[:, 1]), ("z", self.means[:, 2]),
             ("nx", torch.zeros(n)), ("ny", torch.zeros(n)), ("nz", torch.zeros(n)),
@@ -414,17 +422,21 @@ class GaussianScene(Scene3D):
         def cols(*keys):
             return torch.from_numpy(np.stack([np.asarray(v[k], dtype=np.float32) for k in keys], -1))
 
+        n = len(v["x"])
+        rest = cols(*[f"f_rest_{i}" for i in range(n_rest)]) if n_rest else torch.zeros(n, 0)
+        rest = rest.reshape(n, 3, -1).transpose(1, 2)  # (n, coefficients, 3)
+        while degree > 0 and not rest[:, degree**2 - 1:].any():  # zero bands, as save_ply pads them
+            degree -= 1
+            rest = rest[:, : (degree + 1) ** 2 - 1]
         cfg = dataclasses.replace(cfg or GaussianConfig(), sh_degree=degree, init="ball")
         scene = cls(dataclasses.replace(cfg, num_points=1, init_scale=0.01))  # a cheap placeholder, overwritten below
         scene.cfg = cfg
-        n = len(v["x"])
-        rest = cols(*[f"f_rest_{i}" for i in range(n_rest)]) if n_rest else torch.zeros(n, 0)
         scene.load_state_tensors({
             "gaussians/means": cols("x", "y", "z"),
             "gaussians/scales": cols("scale_0", "scale_1", "scale_2"),
             "gaussians/quats": cols("rot_0", "rot_1", "rot_2", "rot_3"),
             "gaussians/opacities": cols("opacity")[:, 0],
             "gaussians/f_dc": cols("f_dc_0", "f_dc_1", "f_dc_2"),
-            "gaussians/f_rest": rest.reshape(n, 3, -1).transpose(1, 2).contiguous(),
+            "gaussians/f_rest": rest.contiguous(),
         })
         return scene
