@@ -123,7 +123,8 @@ def preset_config(preset: str, backbone: str, guidance: str) -> GenerateConfig:
 
 
 def fast_cfg_scale(guidance: str) -> float:
-    """CFG scales for the embedded prior (see docs/results.md for the sweep behind them)."""
+    """CFG scales for the embedded prior. Chosen before any sweep; `lods bench cfg` (docs/results.md) later found
+    both SDS and LODS best at the lowest s tried (30), so LODS's 100 here costs it about 0.2 dB."""
     return {"sds": 20.0, "csd": 1.0, "vsd": 7.5}.get(guidance, 100.0)
 
 
