@@ -2,28 +2,22 @@
 
     python scripts/compare_runs.py A/results.csv B/results.csv [--method-a sds] [--method-b lods-embedding]
 
-Rows are paired on (backbone, seed, prompt); prints B's and A's means and B − A (mean ± standard error, and on
-how many pairs B is better) per category and overall.
+Rows are paired on (backbone, seed, prompt); prints, per category and overall, B − A as the benchmark's own paired
+table does (mean ± standard error, and on how many pairs B is better).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import math
-from collections import defaultdict
 
-METRICS = [("psnr", 1), ("ssim", 1), ("iou", 1), ("r_at_1", 1), ("abs_saturation_error", -1), ("seconds", -1)]
+from lods.evaluate.bench_quality import SUMMARY_METRICS, _value, paired_cells, read_csv
+
+METRICS = [m for m in SUMMARY_METRICS if m[0] in ("psnr", "ssim", "iou", "r_at_1", "abs_saturation_error", "seconds")]
 
 
 def load(path: str, method: str | None) -> dict:
-    rows = {}
-    for r in csv.DictReader(open(path)):
-        if r["status"].startswith("failed") or (method and r["method"] != method):
-            continue
-        r["abs_saturation_error"] = abs(float(r["saturation_error"]))
-        rows[(r["backbone"], r["seed"], r["prompt"])] = r
-    return rows
+    return {(r["backbone"], r["seed"], r["prompt"]): r for r in read_csv(path)
+            if not r["status"].startswith("failed") and (method is None or r["method"] == method)}
 
 
 def main() -> None:
@@ -37,24 +31,20 @@ def main() -> None:
     keys = sorted(a.keys() & b.keys())
     if not keys:
         raise SystemExit("no run is in both files")
-    groups = defaultdict(list)
+    groups: dict[str, list] = {}
     for k in keys:
-        groups[a[k]["category"]].append(k)
-        groups["all"].append(k)
-    print(f"A = {args.a} ({args.method_a or 'any method'}), B = {args.b} ({args.method_b or 'any method'})")
+        groups.setdefault(a[k]["category"], []).append(k)
+    groups["all"] = keys
+    print(f"A = {args.a} ({args.method_a or 'any method'}), B = {args.b} ({args.method_b or 'any method'})\n")
     print("| category | pairs | metric | A | B | B − A | B better |")
     print("|---|---|---|---|---|---|---|")
     for cat, ks in groups.items():
-        for m, sign in METRICS:
-            va = [float(a[k][m]) for k in ks]
-            vb = [float(b[k][m]) for k in ks]
-            d = [y - x for x, y in zip(va, vb)]
-            mean = sum(d) / len(d)
-            se = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d)) if len(d) > 1 else float("nan")
-            better = sum(1 for x in d if x * sign > 0)
-            ties = sum(1 for x in d if x == 0)
-            print(f"| {cat} | {len(ks)} | {m} | {sum(va) / len(va):.4g} | {sum(vb) / len(vb):.4g} | "
-                  f"{mean:+.3g} ± {se:.2g} | {better}/{len(ks) - ties} |")
+        pairs = [(b[k], a[k]) for k in ks]
+        deltas, wins = paired_cells(pairs, METRICS)
+        for (m, *_), delta, win in zip(METRICS, deltas, wins):
+            mean_a = sum(_value(a[k], m) for k in ks) / len(ks)
+            mean_b = sum(_value(b[k], m) for k in ks) / len(ks)
+            print(f"| {cat} | {len(ks)} | {m} | {mean_a:.4g} | {mean_b:.4g} | {delta} | {win} |")
 
 
 if __name__ == "__main__":

@@ -242,12 +242,12 @@ def judge_eval(
 
     from .pipelines.train_judge import evaluate_judge, label_targets, render_scenes
     from .utils.io import atomic_write_json
-    from .world.judge import Judge
+    from .world.judge import SIZE, Judge
 
     if cameras not in ("ring", "random"):
         raise UserError(f"--cameras must be 'ring' or 'random', got {cameras!r}")
     net = Judge.load(judge)
-    data = render_scenes(scenes, seed, 32, ring=cameras == "ring")
+    data = render_scenes(scenes, seed, SIZE, ring=cameras == "ring")
     acc = evaluate_judge(net, torch.from_numpy(data.images), label_targets(data.labels))
     result = {"judge": str(judge or "shipped"), "scenes": scenes, "seed": seed, "cameras": cameras,
               "images": len(data.images), **acc}

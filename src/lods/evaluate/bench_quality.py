@@ -559,6 +559,11 @@ def _metrics_present(rows: list[dict]) -> list[tuple[str, str, bool | None]]:
     return [m for m in SUMMARY_METRICS if _finite(_value(r, m[0]) for r in rows)]
 
 
+def _plotted_metrics(rows: list[dict]) -> list[tuple[str, str, bool | None]]:
+    """The metrics with a bar chart: the judge's ceiling (scores of the truth) is a table column only."""
+    return [m for m in _metrics_present(rows) if not m[0].startswith("truth_")]
+
+
 def hardware_info(device: str = "cpu") -> dict:
     import torch
 
@@ -700,19 +705,26 @@ def paired_section(rows: list[dict], bc: BenchConfig, with_cfg: bool, metrics) -
                 if not pairs:
                     continue
                 cells = [method, backbone] + ([cfg_label(_cfg_float(c)) or "default"] if with_cfg else []) + [str(len(pairs))]
-                wins = []
-                for m, _, _, higher in used:
-                    d = _finite(_value(r, m) - _value(b, m) for r, b in pairs)
-                    if not d:
-                        cells.append("–")
-                    else:
-                        se = statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else 0.0
-                        cells.append(f"{statistics.fmean(d):+.3g} ± {se:.2g}")
-                    better = sum(1 for x in d if (x > 0) == higher and x != 0)
-                    worse = sum(1 for x in d if (x < 0) == higher and x != 0)
-                    wins.append(f"{better}/{better + worse}" if d else "–")
-                lines.append("| " + " | ".join(cells + wins) + " |")
+                deltas, wins = paired_cells(pairs, used)
+                lines.append("| " + " | ".join(cells + deltas + wins) + " |")
     return lines + [""]
+
+
+def paired_cells(pairs: list[tuple[dict, dict]], metrics) -> tuple[list[str], list[str]]:
+    """For (row, baseline row) pairs: per metric, "mean ± standard error" of row − baseline, and "better/decided"."""
+    deltas, wins = [], []
+    for m, _, _, higher in metrics:
+        d = _finite(_value(r, m) - _value(b, m) for r, b in pairs)
+        if not d:
+            deltas.append("–")
+            wins.append("–")
+            continue
+        se = statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else 0.0
+        deltas.append(f"{statistics.fmean(d):+.3g} ± {se:.2g}")
+        better = sum(1 for x in d if (x > 0) == higher and x != 0)
+        worse = sum(1 for x in d if (x < 0) == higher and x != 0)
+        wins.append(f"{better}/{better + worse}")
+    return deltas, wins
 
 
 # ---------------------------------------------------------------------------------------------- plots
@@ -728,7 +740,7 @@ def write_plots(bc: BenchConfig, rows: list[dict], folder: Path, suite: list[Sui
     groups = _groups(ok, with_cfg)
     written = []
     cats = list(bc.categories) + ["overall"]
-    for m, label, *_ in [m for m in _metrics_present(ok) if not m[0].startswith("truth_")]:
+    for m, label, *_ in _plotted_metrics(ok):
         fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(cats) * max(1, len(groups)) / 2.5, 3.6))
         width = 0.8 / max(1, len(groups))
         for gi, (key, grp) in enumerate(groups.items()):
@@ -765,7 +777,7 @@ def _cfg_plots(rows: list[dict], folder: Path, plt) -> list[Path]:
         by_method.setdefault((r["method"], r["backbone"]), {}).setdefault(s, []).append(r)
     if not by_method:
         return []
-    for m, label, *_ in [m for m in _metrics_present(rows) if not m[0].startswith("truth_")]:
+    for m, label, *_ in _plotted_metrics(rows):
         fig, ax = plt.subplots(figsize=(4.8, 3.4))
         for key, per in by_method.items():
             xs = sorted(per)
