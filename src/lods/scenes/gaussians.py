@@ -210,7 +210,9 @@ class GaussianScene(Scene3D):
         return [{"params": [p], "lr": lr, "name": name, "eps": 1e-15, "weight_decay": 0.0} for name, p, lr in groups]
 
     def regularizers(self, out: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
-        losses = {"loss_sparsity": out["alpha"].mean()}  # mean rendered opacity: less stray matter (as the field's)
+        losses = {}
+        if "alpha" in out:  # mean rendered opacity: less stray matter (as the field's loss_sparsity)
+            losses["loss_sparsity"] = out["alpha"].mean()
         if self.cfg.reg_opacity_entropy:
             p = self.get_opacities().clamp(1e-6, 1 - 1e-6)
             losses["loss_opacity"] = -(p * p.log() + (1 - p) * (1 - p).log()).mean()
