@@ -165,7 +165,8 @@ def red_cube_command(device: str, out: Path, tiny: bool, backend: str = "auto") 
     if backend != "auto":
         cmd += ["--set", f"gaussians.backend={backend}"]
     if tiny:
-        cmd += ["--steps", "4"]
+        cmd += ["--steps", "2", "--set", "export.turntable_frames=2", "--set", "export.mesh_resolution=16",
+                "--set", "gaussians.num_points=200"]
     return cmd
 
 
