@@ -264,6 +264,7 @@ def finish(cfg: GenerateConfig, scene: Scene3D, prior, history: list, seconds: f
            extra_metrics=None) -> dict:
     """Write the exports and metrics.json of a finished run; `extra_metrics(cfg, scene, prior)` adds entries."""
     from ..export.mesh import extract_mesh, save_glb
+    from ..export.ply import save_ply
     from ..export.video import render_turntable, save_views_grid
 
     out = Path(cfg.out)
@@ -271,7 +272,7 @@ def finish(cfg: GenerateConfig, scene: Scene3D, prior, history: list, seconds: f
     outputs = {}
     with torch.no_grad():
         if cfg.backbone == "gs":
-            scene.save_ply(out / "model.ply")
+            save_ply(scene, out / "model.ply")
             outputs["ply"] = "model.ply"
         try:
             mesh = extract_mesh(scene, resolution=cfg.export.mesh_resolution)
