@@ -41,6 +41,20 @@ def live_view(out: Path, open_browser: bool = True):
     return on_progress, stop
 
 
+def keep_serving(stop) -> None:
+    """After a run with --view: keep the page up until Ctrl-C."""
+    import time
+
+    typer.echo("the run is finished; the page stays up (Ctrl-C stops)", err=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop()
+
+
 def register(app) -> None:
     @app.command("view")
     def view(

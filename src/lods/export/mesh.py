@@ -3,7 +3,7 @@
 The iso-level: an explicit `threshold`, else the scene's own `mesh_threshold` attribute when it has one (the
 radiance field's density scale is arbitrary: its level is a density, see FieldConfig.mesh_threshold), else one
 chosen from the field: the grid is smoothed (a Gaussian of `smooth` voxels) and the level is Otsu's threshold
-between its empty and its occupied voxels. A fixed 0.5 on the raw Gaussian field left tunnels and fragments where
+between its empty and its occupied voxels (clamped to [0.25, 1]). A fixed 0.5 on the raw Gaussian field left tunnels and fragments where
 the splat is thin. Cleaning then keeps the large connected pieces (floaters removed), closes small tunnels and fills
 enclosed voids; an optional `max_faces` decimates the result (quadric decimation).
 
@@ -25,7 +25,9 @@ from ..scenes.base import Scene3D
 from ..utils.io import atomic_write_bytes
 
 ROUGHNESS = 0.8
-MIN_AUTO_LEVEL = 0.25  # an occupancy-like query (Scene3D.query) below a quarter is not solid anywhere
+# Scene3D.query is occupancy-like (1 deep inside opaque matter): below a quarter nothing is solid, and a level
+# above 1 would cut into solid matter where Gaussians pile up (their sum exceeds 1)
+MIN_AUTO_LEVEL, MAX_AUTO_LEVEL = 0.25, 1.0
 
 # glTF is +y up; the world is +z up: (x, y, z) -> (x, z, -y)
 Z_UP_TO_Y_UP = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
@@ -77,11 +79,11 @@ def otsu_level(values: np.ndarray, bins: int = 256) -> float:
 
 
 def auto_level(dens: np.ndarray) -> float:
-    """Otsu's level over the voxels above 1% of the peak (the empty bulk of the grid would swamp it), at least
-    MIN_AUTO_LEVEL."""
+    """Otsu's level over the voxels above 1% of the peak (the empty bulk of the grid would swamp it), clamped to
+    [MIN_AUTO_LEVEL, MAX_AUTO_LEVEL]."""
     occupied = dens[dens > 0.01 * dens.max()]
     level = otsu_level(occupied) if occupied.size > 1 else 0.0
-    return max(level, MIN_AUTO_LEVEL)
+    return min(max(level, MIN_AUTO_LEVEL), MAX_AUTO_LEVEL)
 
 
 def clean_field(field: np.ndarray, keep_fraction: float = 0.05, close_iterations: int = 2) -> np.ndarray:

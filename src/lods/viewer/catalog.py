@@ -35,12 +35,17 @@ def is_run(folder: Path) -> bool:
 
 def find_runs(folder: Path, max_depth: int = 4) -> list[Path]:
     """Run folders at most `max_depth` levels below `folder`, sorted by path."""
-    folder = Path(folder)
-    found = []
-    for config in folder.rglob("config.yaml"):
-        run = config.parent
-        if run != folder and len(run.relative_to(folder).parts) <= max_depth:
-            found.append(run)
+    found, level = [], [Path(folder)]
+    for _ in range(max_depth):
+        below = []
+        for d in level:
+            try:
+                subs = [p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")]
+            except OSError:
+                continue
+            for p in subs:
+                (found if is_run(p) else below).append(p)  # no runs inside runs
+        level = below
     return sorted(found)
 
 
@@ -148,7 +153,8 @@ def run_state(run: Path) -> RunState:
         "step": metrics.get("steps") if finished else meta.get("step", 0),
         "finished": finished,
         "seconds": metrics.get("seconds"),
-        "ground_truth": {k: v for k, v in (metrics.get("ground_truth") or {}).items() if not isinstance(v, (list, dict))},
+        "ground_truth": {k: v for k, v in (metrics.get("ground_truth") or {}).items()
+                         if not isinstance(v, (list, dict)) and k not in ("prompt", "caption")},
         "curves": _curve(history),
         "notes": notes,
         "preview": bool(backbone == "gs" and "ply" not in files and ckpt.is_file()),

@@ -99,6 +99,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(HTTPStatus.NOT_FOUND, str(e))
         return self._error(HTTPStatus.NOT_FOUND, f"no such page: {path}")
 
+    do_HEAD = do_GET  # noqa: N815
+
     def _static(self, rel: str):
         target = (self.server.static / rel).resolve()
         if self.server.static not in target.parents or not target.is_file():
