@@ -34,3 +34,8 @@ def make_red_cone(n: int = 3000, seed: int = 0):
 @pytest.fixture
 def red_cone():
     return make_red_cone()
+
+
+@pytest.fixture(scope="session")
+def red_cone_factory():
+    return make_red_cone
