@@ -234,7 +234,8 @@ async function galleryPage() {
     const card = el("a", { class: "card", href });
     if (r.thumbnail) card.append(el("img", { src: fileUrl(r.path, r.thumbnail), alt: r.prompt, loading: "lazy" }));
     else card.append(el("p", { class: "muted" }, r.finished ? "no views.png" : "in progress"));
-    card.append(el("div", { class: "prompt" }, r.prompt), el("div", { class: "muted" }, `${r.guidance} · ${r.backbone} · seed ${r.seed}`));
+    card.append(el("div", { class: "prompt" }, r.prompt), el("div", { class: "muted" }, `${r.guidance} · ${r.backbone} · seed ${r.seed}`),
+      el("div", { class: "muted" }, r.path));
     const m = r.metrics;
     const parts = [];
     if (m.psnr != null) parts.push(`PSNR ${m.psnr.toFixed(1)} dB`);
