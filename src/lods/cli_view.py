@@ -33,6 +33,8 @@ def live_view(out: Path, open_browser: bool = True):
             if open_browser:
                 open_page(server.url)
 
+    on_progress.holder = holder  # the server, once started (tests look at it)
+
     def stop():
         if "server" in holder:
             holder["server"].shutdown()

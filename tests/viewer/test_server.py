@@ -129,3 +129,21 @@ def test_cli_errors_are_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "lods.cli", "view", str(tmp_path / "empty"), "--no-browser"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a run folder" in r.stderr
+
+
+def test_generate_view_serves_once_the_run_folder_exists(tmp_path, cone_run):
+    from lods.cli_view import live_view
+
+    out = tmp_path / "run"
+    on_step, stop = live_view(out, open_browser=False)
+    on_step(1, 10, {})  # no config.yaml yet: nothing to serve
+    assert "server" not in on_step.holder
+    out.mkdir()
+    shutil.copy(cone_run / "config.yaml", out / "config.yaml")
+    on_step(2, 10, {})
+    try:
+        server = on_step.holder["server"]
+        assert json.loads(get(server, "/api/root")[2])["kind"] == "run"
+        assert json.loads(get(server, "/api/run?run=")[2])["info"]["finished"] is False
+    finally:
+        stop()
