@@ -97,3 +97,14 @@ def test_writing_fewer_bands_and_reading_other_files(tmp_path):
     P([PlyElement.describe(pts, "vertex")]).write(str(tmp_path / "points.ply"))
     with pytest.raises(UserError, match="missing f_dc_0"):
         load_ply(tmp_path / "points.ply")
+
+
+def test_init_ply_reads_a_written_splat_back_into_the_world_frame(tmp_path):
+    from lods.scenes.init_ply import scene_from_ply
+
+    scene = random_scene(0)
+    path = save_ply(scene, tmp_path / "model.ply")
+    init = scene_from_ply(path, GaussianConfig(), scale=1.0)
+    for name in EXACT:
+        assert torch.equal(getattr(init, name), getattr(scene, name)), name
+    assert torch.allclose(init.quats, scene.quats, atol=1e-6, rtol=0)

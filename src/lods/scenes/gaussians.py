@@ -54,6 +54,7 @@ class GaussianConfig:
     percent_dense: float = 0.01  # split above percent_dense * scene_extent (max scale), clone below
     prune_opacity: float = 0.005
     prune_scale: float = 0.5  # prune Gaussians whose max scale exceeds prune_scale * scene_extent (3DGS: 0.1, late)
+    prune_screen_size: float | None = None  # prune Gaussians whose screen radius exceeded this (pixels) since the last densify
     max_gaussians: int = 50_000
     opacity_reset_every: int = 0  # 0 = never; 3DGS resets opacities to <= 0.01 every 3000 steps
     # optional regularisers (the loop weights them with lambda_*)
@@ -181,6 +182,7 @@ class GaussianScene(Scene3D):
         n, dev = self.means.shape[0], self.means.device
         self.register_buffer("grad_accum", torch.zeros(n, device=dev), persistent=False)
         self.register_buffer("grad_count", torch.zeros(n, device=dev), persistent=False)
+        self.register_buffer("max_radii", torch.zeros(n, device=dev), persistent=False)
 
     # ----- activated attributes -----
     @property
@@ -226,6 +228,8 @@ class GaussianScene(Scene3D):
 
     def regularizers(self, out: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         losses = {}
+        if "alpha" in out:  # mean rendered opacity: less stray matter (as the field's loss_sparsity)
+            losses["loss_sparsity"] = out["alpha"].mean()
         if self.cfg.reg_opacity_entropy:
             p = self.get_opacities().clamp(1e-6, 1 - 1e-6)
             losses["loss_opacity"] = -(p * p.log() + (1 - p) * (1 - p).log()).mean()
@@ -268,6 +272,7 @@ class GaussianScene(Scene3D):
         visible = (out["radii"] > 0).all(-1)
         self.grad_accum += (grad.norm(dim=-1) * visible).sum(0)
         self.grad_count += visible.sum(0)
+        self.max_radii = torch.maximum(self.max_radii, out["radii"].amax(dim=(0, 2)).to(self.max_radii))
 
     @torch.no_grad()
     def densify_and_prune(self, optimizer: torch.optim.Optimizer | None) -> dict[str, int]:
@@ -283,6 +288,8 @@ class GaussianScene(Scene3D):
             candidates &= keep
         small = max_scale <= cfg.percent_dense * cfg.scene_extent
         clone, split = candidates & small, candidates & ~small
+        big = self.max_radii > cfg.prune_screen_size if cfg.prune_screen_size is not None else torch.zeros_like(clone)
+        n_children = 2 * int(split.sum())
 
         # Clone: copy as is. Split: two children sampled from the parent, scales / 1.6, parent removed.
         extra = {name: getattr(self, name).data[clone] for name in PARAMS}
@@ -299,6 +306,8 @@ class GaussianScene(Scene3D):
 
         max_scale = self.get_scales().max(-1).values
         prune = (self.get_opacities() < cfg.prune_opacity) | (max_scale > cfg.prune_scale * cfg.scene_extent)
+        # rows are now [kept (not split), clones, children]; children start small on screen
+        prune |= torch.cat([big[~split], big[clone], big.new_zeros(n_children)])
         if bool(prune.all()):  # never remove every Gaussian
             prune[:] = False
         self._replace_rows(optimizer, (~prune).nonzero().squeeze(1), None)
