@@ -121,6 +121,20 @@ def test_bad_folders_and_ports(tmp_path, cone_run, serve):
     assert serve(cone_run).server_address[0] == "127.0.0.1"
 
 
+def test_a_taken_default_port_falls_back_to_a_free_one(cone_run, serve):
+    from lods.viewer.server import DEFAULT_PORT
+
+    with socket.socket() as taken:
+        try:
+            taken.bind(("127.0.0.1", DEFAULT_PORT))
+            taken.listen()
+        except OSError:
+            pass  # already taken by someone else: the same situation
+        server = serve(cone_run, None)
+        assert server.server_address[1] != DEFAULT_PORT
+        assert json.loads(get(server, "/api/root")[2])["kind"] == "run"
+
+
 def test_cli_errors_are_one_line(tmp_path):
     import subprocess
     import sys

@@ -12,7 +12,6 @@ import errno
 import json
 import mimetypes
 import shutil
-import socket
 import tempfile
 import threading
 from functools import partial
@@ -143,15 +142,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
 def make_server(folder, port: int | None = None) -> ViewerServer:
     """A server over `folder` on 127.0.0.1. `port` None: DEFAULT_PORT, or a free port when that is taken; a port
     given and taken raises PortInUseError. Raises NotARunError / FileNotFoundError for a folder it cannot show."""
@@ -167,14 +157,12 @@ def make_server(folder, port: int | None = None) -> ViewerServer:
                 raise PortInUseError(f"port {port} on {HOST} is in use (or not allowed); choose another --port, or omit "
                                      "it to get a free one") from None
             raise
-    for candidate in (DEFAULT_PORT, 0):
-        if candidate == 0 or _port_free(candidate):
-            try:
-                return ViewerServer(folder, candidate)
-            except OSError as e:
-                if e.errno != errno.EADDRINUSE:
-                    raise
-    raise PortInUseError("no free port on 127.0.0.1")  # unreachable in practice: port 0 always binds
+    try:
+        return ViewerServer(folder, DEFAULT_PORT)
+    except OSError as e:
+        if e.errno != errno.EADDRINUSE:
+            raise
+    return ViewerServer(folder, 0)  # the system's choice of a free port
 
 
 def serve_in_background(server: ViewerServer) -> threading.Thread:
