@@ -204,6 +204,10 @@ def generate(
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: the preset's)."),
     out: Optional[Path] = typer.Option(None, help="Run folder (default: outputs/<prompt>-<backbone>-<guidance>)."),
     resume: bool = typer.Option(False, help="Continue the run in OUT from its last checkpoint."),
+    mesh: Optional[str] = typer.Option(None, help="vertex (vertex colours, the default) or textured (UV-unwrapped, "
+                                       "baked texture; also mesh.obj/.mtl/.png)."),
+    mesh_faces: Optional[int] = typer.Option(None, help="Decimate the mesh to at most this many faces."),
+    view: bool = typer.Option(False, "--view", help="Open `lods view` on the run; it refreshes as checkpoints land."),
     init_ply: Optional[Path] = typer.Option(None, help="gs: initialise the Gaussians from this point-cloud or splat ply."),
     init_ply_scale: float = typer.Option(1.0, help="Multiply --init-ply's positions by this (the reference: 1.6 for Shap-E)."),
     shared_draw: bool = typer.Option(False, help="LODS: the learned branch's loss reuses the distillation draw (t, ε)."),
@@ -232,14 +236,28 @@ def generate(
         if shared_draw:
             config.guidance_config.shared_draw = True
         config = apply_sets(config, set_)
+    if mesh is not None:
+        config.export.mesh = mesh
+    if mesh_faces is not None:
+        config.export.mesh_max_faces = mesh_faces
     with progress_bar(f"{config.backbone} {config.guidance}", config.steps, enabled=not quiet) as bar:
-        metrics = run_generate(config, resume=resume, progress=bar)
+        if view:
+            from .cli_view import live_view
+
+            on_step, stop_view = live_view(out)
+            metrics = run_generate(config, resume=resume, progress=lambda *a: (bar(*a), on_step(*a)))
+        else:
+            metrics = run_generate(config, resume=resume, progress=bar)
     line = f"wrote {out} in {metrics['seconds']:.0f} s"
     truth = metrics.get("ground_truth")
     if truth:
         line += (f"; judge recognises the prompt in {truth['recognized_views']}/{truth['n_views']} views, "
                  f"IoU {truth['iou']:.2f}, PSNR {truth['psnr']:.1f} dB")
     typer.echo(line)
+    if view:
+        from .cli_view import keep_serving
+
+        keep_serving(stop_view)
 
 
 @app.command("eval")
@@ -293,9 +311,10 @@ def judge_eval(
     typer.echo(json.dumps(result, indent=2))
 
 
-from . import cli_bench, cli_image  # noqa: E402
+from . import cli_bench, cli_image, cli_view  # noqa: E402
 
 cli_image.register(app)
+cli_view.register(app)
 cli_bench.register(bench_app)
 
 

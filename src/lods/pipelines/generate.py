@@ -27,6 +27,7 @@ from ..utils.io import atomic_write_json, atomic_write_text, load_checkpoint, op
 
 BACKBONES = ("gs", "nerf")
 PRESETS = ("fast", "paper")
+MESH_KINDS = ("vertex", "textured")
 
 
 @dataclass
@@ -36,6 +37,9 @@ class ExportConfig:
     turntable_size: int = 128
     views_size: int = 64
     eval_views: int = 8
+    mesh: str = "vertex"  # "vertex": vertex colours; "textured": UV-unwrapped, baked texture (+ obj, mtl, png)
+    mesh_max_faces: int | None = None  # decimate to this face budget (None: keep marching cubes' faces)
+    texture_size: int = 512
 
 
 @dataclass
@@ -79,6 +83,10 @@ class GenerateConfig:
             raise UserError("render sizes must be at least 8 pixels")
         if self.checkpoint_every <= 0:
             raise UserError("checkpoint_every must be positive")
+        if self.export.mesh not in MESH_KINDS:
+            raise UserError(f"unknown --mesh {self.export.mesh!r}; choose one of: {', '.join(MESH_KINDS)}")
+        if self.export.mesh_max_faces is not None and self.export.mesh_max_faces < 4:
+            raise UserError(f"--mesh-faces must be at least 4, got {self.export.mesh_max_faces}")
         if self.background not in ("white", "black", "random"):
             raise UserError(f"unknown background {self.background!r}; choose white, black or random")
         if len(self.adam_betas) != 2 or not all(0.0 <= b < 1.0 for b in self.adam_betas):
@@ -279,7 +287,8 @@ def run_generate(cfg: GenerateConfig, resume: bool = False, progress=None, hooks
 def finish(cfg: GenerateConfig, scene: Scene3D, prior, history: list, seconds: float, start: int = 0,
            extra_metrics=None) -> dict:
     """Write the exports and metrics.json of a finished run; `extra_metrics(cfg, scene, prior)` adds entries."""
-    from ..export.mesh import extract_mesh, save_glb
+    from ..export.assets import export_mesh
+    from ..export.ply import save_ply
     from ..export.video import render_turntable, save_views_grid
 
     out = Path(cfg.out)
@@ -287,14 +296,9 @@ def finish(cfg: GenerateConfig, scene: Scene3D, prior, history: list, seconds: f
     outputs = {}
     with torch.no_grad():
         if cfg.backbone == "gs":
-            scene.save_ply(out / "model.ply")
+            save_ply(scene, out / "model.ply")
             outputs["ply"] = "model.ply"
-        try:
-            mesh = extract_mesh(scene, resolution=cfg.export.mesh_resolution)
-            save_glb(mesh, out / "mesh.glb")
-            outputs["mesh"] = "mesh.glb"
-        except ValueError as e:  # an empty density field has no surface
-            outputs["mesh_error"] = str(e)
+        outputs.update(export_mesh(scene, out, cfg.export))
         white = torch.ones(3, device=next(scene.parameters()).device)
         video = render_turntable(scene, out / "turntable.mp4", size=cfg.export.turntable_size, frames=cfg.export.turntable_frames,
                                  background=white)

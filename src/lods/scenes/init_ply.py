@@ -1,5 +1,6 @@
-"""Gaussians initialised from a user's ply: a splat (the 3DGS layout that `save_ply` writes) or a plain point
-cloud (x y z with red green blue, e.g. a Shap-E sample), positions multiplied by `scale`."""
+"""Gaussians initialised from a user's ply: a splat (the 3DGS layout, +y up, that lods.export.ply writes; read back
+into the +z-up world) or a plain point cloud (x y z with red green blue, e.g. a Shap-E sample, taken as it is),
+positions multiplied by `scale`."""
 
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ def scene_from_ply(path: str | Path, cfg: GaussianConfig, scale: float = 1.0, se
     if not {"x", "y", "z"} <= names or len(vertex) == 0:
         raise UserError(f"--init-ply {path}: needs vertices with x, y, z")
     if "f_dc_0" in names:
-        scene = GaussianScene.load_ply(path, dataclasses.replace(cfg, seed=cfg.seed if seed is None else seed))
+        from ..export.ply import load_gaussians
+
+        scene = load_gaussians(path, dataclasses.replace(cfg, seed=cfg.seed if seed is None else seed))
         with torch.no_grad():
             scene.means.mul_(scale)
             scene.scales.add_(math.log(scale))
