@@ -30,7 +30,7 @@ from .suites import SUITES, SuitePrompt, load_suite, parse_categories, unique_sl
 DEFAULT_METHODS = ("sds", "lods-embedding")
 # cheaper exports than `lods generate` (the benchmark reads views.png and the metrics, not the turntable)
 BENCH_EXPORT = {"mesh_resolution": 32, "turntable_frames": 12}
-INF_CFG = 1e6  # "∞" in the CFG sweep, as algorithm.md's 2D setting
+INF_CFG = 1e6  # "∞" in the CFG sweep, as docs/algorithm.md's 2D setting
 
 COLUMNS = [
     "method", "backbone", "cfg", "seed", "category", "prompt", "psnr", "ssim", "iou", "r_at_1", "recognized_views",

@@ -1,7 +1,7 @@
 """The guidance interface: rendered images (+ cameras, step) in, named losses and diagnostics out.
 
 Every distillation loss is an MSE to a detached target, `0.5 * sum((z - stopgrad(z - grad))^2) / B`, whose
-gradient with respect to `z` is `grad / B` (algorithm.md). Learnable parts (an embedding, a LoRA) are exposed
+gradient with respect to `z` is `grad / B` (docs/algorithm.md). Learnable parts (an embedding, a LoRA) are exposed
 as optimizer groups and trained by `loss_prior` in the same optimizer step as the scene; they are registered
 on the guidance module (LoRA tensors too, though they live in the prior's UNet), so its state_dict holds them.
 """
@@ -30,7 +30,7 @@ class GuidanceConfig:
     view_dependent_prompting: bool = True
     grad_clip: float | None = None  # clamp each element of grad to ±grad_clip (off by default)
     negative_prompt: str | None = None  # None: the prior's default ("" for SD and the embedded prior)
-    embedding_lr: float = 1e-4  # LODS-embedding (algorithm.md: 1e-5 NeRF, 1e-4 3DGS and 2D, 1e-3 image-to-3D)
+    embedding_lr: float = 1e-4  # LODS-embedding (docs/algorithm.md: 1e-5 NeRF, 1e-4 3DGS and 2D, 1e-3 image-to-3D)
     lora_lr: float = 1e-5  # LODS-LoRA (5e-7 in 3D, 1e-6..1e-5 in 2D)
     vsd_lr: float = 1e-4  # VSD's LoRA and camera MLP
     weight_decay: float = 0.0

@@ -1,4 +1,4 @@
-"""LODS core shared by its two variants (algorithm.md, "LODS — the method").
+"""LODS core shared by its two variants (docs/algorithm.md, "LODS — the method").
 
 grad = w(t) [ε(z_t; y) + ((1-s)/s) ε_ψ(z_t; ∅_learned) - ε/s]   (s = ∞: exactly w(t) [ε(z_t; y) - ε_ψ(z_t; ∅)])
 loss_prior = mean((ε_ψ(z'_t'; ∅_learned, t') - ε')²) on z' = stopgrad(z), fresh t' ~ U{0..N-1} and ε'.

@@ -12,7 +12,7 @@ from .lods import LODS
 class LODSEmbedding(LODS):
     name = "lods-embedding"
     lr_field = "embedding_lr"
-    # learning rate of the embedding (algorithm.md: 1e-5 NeRF, 1e-4 3DGS; the fast preset's 1e-3 is the CPU setting)
+    # learning rate of the embedding (docs/algorithm.md: 1e-5 NeRF, 1e-4 3DGS; the fast preset's 1e-3 is the CPU setting)
     presets = {"fast": {"embedding_lr": 1e-3}, "paper/gs": {"embedding_lr": 1e-4}, "paper/nerf": {"embedding_lr": 1e-5}}
 
     def __init__(self, prior, prompt, config=None):
