@@ -51,6 +51,14 @@ def _device(device: str) -> str:
     return device
 
 
+def not_started(out: Path) -> bool:
+    """A folder a run opened but was stopped in before it wrote config.yaml (or a checkpoint)."""
+    from .runs import CHECKPOINT, RunDir
+
+    return out.is_dir() and not (out / "config.yaml").exists() and not (out / CHECKPOINT).exists() \
+        and RunDir(out, "").contents() <= {".lock", "checkpoints"}
+
+
 def given(ctx, name: str) -> bool:
     """Whether option `name` was given (command line or environment), not left at its default."""
     return ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
@@ -201,6 +209,8 @@ def generate(
     if out is None:
         slug = "-".join("".join(ch if ch.isalnum() else " " for ch in prompt.lower()).split())[:60] or "run"
         out = Path("outputs") / f"{slug}-{backbone}-{guidance}"
+    if resume and not_started(out):
+        resume = False  # stopped before it wrote its config: the same command starts it over
     if resume:
         config = load_run_config(out)
         if getattr(config, "task", None) == "image-to-3d":

@@ -31,11 +31,13 @@ def register(app) -> None:
     ):
         """Image-to-3D: fit the image as the front view, the prior on novel views; writes reference.png, model.ply,
         mesh.glb, turntable, views.png and metrics.json (reference-view PSNR/SSIM, novel-view scores)."""
-        from .cli import apply_flags, given
+        from .cli import apply_flags, given, not_started
         from .errors import UserError
         from .pipelines.image_to_3d import image_preset_config, load_image_run_config, run_image_to_3d
         from .progress import progress_bar
 
+        if resume and out is not None and image is not None and not_started(out):
+            resume = False  # stopped before it wrote its config: start it over
         if resume:
             if out is None:
                 raise UserError("--resume needs --out, the run folder to continue")

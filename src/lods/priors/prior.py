@@ -123,6 +123,7 @@ class Prior:
 
         diffusers_logging.disable_progress_bar()
         transformers_logging.disable_progress_bar()
+        diffusers_logging.set_verbosity_error()  # load-time advice is noise on a one-line-error command line
         device = torch.device(device)
         if dtype is None:
             dtype = torch.float16 if device.type == "cuda" else torch.float32
