@@ -165,9 +165,12 @@ class RunDir:
             except FileNotFoundError:
                 same = False
             if same:
-                os.ftruncate(fd, 0)
-                os.write(fd, f"{os.getpid()}\n".encode())
                 self._lock_fd = fd
+                try:  # the pid is for the message of a second process; a full disk must not stop the run here
+                    os.ftruncate(fd, 0)
+                    os.write(fd, f"{os.getpid()}\n".encode())
+                except OSError:
+                    pass
                 return
             os.close(fd)
 

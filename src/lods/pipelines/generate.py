@@ -285,7 +285,7 @@ def _run(cfg: GenerateConfig, run: RunDir, signals: StopSignals, progress, hooks
             if not torch.isfinite(total):
                 kept = (f"the checkpoint at step {signals.step} is kept" if signals.step is not None
                         else "nothing was checkpointed, so the same command starts over")
-                raise Diverged(f"the loss became {float(total)} at step {step} ({kept}); lower the learning rates or "
+                raise Diverged(f"the loss became {float(total.detach())} at step {step} ({kept}); lower the learning rates or "
                                "the CFG scale")
             optimizer.zero_grad(set_to_none=True)
             total.backward()
