@@ -20,16 +20,30 @@ def prior(tmp_path_factory):
     return str(build_tiny_world_prior(tmp_path_factory.mktemp("prior") / "world"))
 
 
-@pytest.fixture
-def lods(monkeypatch, capsys):
-    """lods(*args) -> (exit code, stdout, stderr lines), in this process, with the tiny presets."""
+def _tiny(monkeypatch) -> None:
     import tiny_cli
 
-    from lods.cli import run_main
     from lods.pipelines import generate, image_to_3d
 
     monkeypatch.setattr(generate, "preset_config", tiny_cli.tiny_preset)
     monkeypatch.setattr(image_to_3d, "preset_config", tiny_cli.tiny_preset)
+
+
+def run_here(*args) -> int:
+    """The tiny `lods` in this process (for fixtures: no capture); returns the exit code."""
+    from lods.cli import run_main
+
+    with pytest.MonkeyPatch.context() as mp:
+        _tiny(mp)
+        return run_main([str(a) for a in args])
+
+
+@pytest.fixture
+def lods(monkeypatch, capsys):
+    """lods(*args) -> (exit code, stdout, stderr lines), in this process, with the tiny presets."""
+    from lods.cli import run_main
+
+    _tiny(monkeypatch)
 
     def call(*args):
         capsys.readouterr()

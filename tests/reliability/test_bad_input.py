@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run, snapshot
+from conftest import run_here, snapshot
 
 
 def tiny(prior, out, *extra, prompt="a red cube"):
@@ -21,8 +21,7 @@ def tiny(prior, out, *extra, prompt="a red cube"):
 @pytest.fixture(scope="module")
 def finished(prior, tmp_path_factory):
     out = tmp_path_factory.mktemp("finished") / "run"
-    code, _, err = run(*tiny(prior, out))
-    assert code == 0, err
+    assert run_here(*tiny(prior, out)) == 0
     return out
 
 
@@ -178,7 +177,7 @@ def _mount_tmpfs(path: Path, size: str) -> bool:
                           capture_output=True).returncode == 0
 
 
-def test_full_tmpfs_during_a_checkpoint(prior, finished, tmp_path):
+def test_full_tmpfs_during_a_checkpoint(prior, finished, tmp_path, lods):
     disk = tmp_path / "disk"
     if not _mount_tmpfs(disk, "1m"):
         pytest.skip("cannot mount a tmpfs here (the injected-ENOSPC tests cover this)")
@@ -194,7 +193,7 @@ def test_full_tmpfs_during_a_checkpoint(prior, finished, tmp_path):
                 pass
         # room for config.yaml and run.json, not for the checkpoint: the write that fails is the checkpoint's
         os.truncate(disk / "filler", (disk / "filler").stat().st_size - 32768)
-        code, _, err = run(*tiny(prior, out, "--steps", 10, "--resume"))
+        code, _, err = lods(*tiny(prior, out, "--steps", 10, "--resume"))
         one_line(code, err, 1, "no space")
         after = snapshot(out)
         for name in before:  # every result; config.yaml and run.json now record the longer run asked for
@@ -202,7 +201,7 @@ def test_full_tmpfs_during_a_checkpoint(prior, finished, tmp_path):
                 assert after[name] == before[name], name
         assert set(after) == set(before)
         (disk / "filler").unlink()
-        code, _, err = run(*tiny(prior, out, "--steps", 10, "--resume"))
+        code, _, err = lods(*tiny(prior, out, "--steps", 10, "--resume"))
         assert code == 0, err
     finally:
         subprocess.run(["umount", str(disk)], capture_output=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run, same_outputs, spawn
+from conftest import run_here, same_outputs, spawn
 
 STEPS = 16
 
@@ -17,8 +17,7 @@ STEPS = 16
 @pytest.fixture(scope="module")
 def reference(prior, tmp_path_factory):
     out = tmp_path_factory.mktemp("ref") / "run"
-    code, _, err = run("generate", "a red cube", "--prior", prior, "--steps", STEPS, "--out", out, "--quiet")
-    assert code == 0, err
+    assert run_here("generate", "a red cube", "--prior", prior, "--steps", STEPS, "--out", out, "--quiet") == 0
     return out
 
 
@@ -31,20 +30,21 @@ def wait_for(path: Path, proc, timeout=60.0) -> bool:
     return True
 
 
-@pytest.mark.parametrize("moment_seed", [0, 1, 2])
-def test_kill_9_then_resume_is_byte_identical(prior, reference, tmp_path, moment_seed):
+# a phase of the run (marked by the file that appears when it starts) and a random moment into it
+PHASES = {"loading": (".lock", 1.0), "steps": ("checkpoints/last.safetensors", 0.4), "export": ("model.ply", 0.3)}
+
+
+@pytest.mark.parametrize("phase,moment_seed", [("loading", 0), ("steps", 1), ("steps", 2), ("export", 3)])
+def test_kill_9_then_resume_is_byte_identical(prior, reference, tmp_path, phase, moment_seed, lods):
     out = tmp_path / "run"
     args = ("generate", "a red cube", "--prior", prior, "--steps", STEPS, "--out", out, "--quiet")
     p = spawn(*args)
-    # the run holds its lock from the moment it opens the folder: kill somewhere in its life after that
-    assert wait_for(out / ".lock", p)
-    time.sleep(random.Random(moment_seed).uniform(0.0, 2.5))
+    marker, spread = PHASES[phase]
+    assert wait_for(out / marker, p), p.communicate()
+    time.sleep(random.Random(moment_seed).uniform(0.0, spread))
     os.killpg(p.pid, signal.SIGKILL)
     p.communicate()
-    if out.exists():
-        code, _, err = run(*args, "--resume")
-    else:
-        code, _, err = run(*args)
+    code, _, err = lods(*args, "--resume") if out.exists() else lods(*args)
     assert code == 0, err
     assert same_outputs(reference, out) == []
     m = json.loads((out / "metrics.json").read_text())
@@ -53,7 +53,7 @@ def test_kill_9_then_resume_is_byte_identical(prior, reference, tmp_path, moment
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_and_sigterm_checkpoint_and_exit_130(prior, reference, tmp_path, sig):
+def test_ctrl_c_and_sigterm_checkpoint_and_exit_130(prior, reference, tmp_path, sig, lods):
     out = tmp_path / "run"
     args = ("generate", "a red cube", "--prior", prior, "--steps", STEPS, "--out", out, "--quiet")
     p = spawn(*args)
@@ -69,7 +69,7 @@ def test_ctrl_c_and_sigterm_checkpoint_and_exit_130(prior, reference, tmp_path, 
     from lods.utils.io import load_checkpoint
 
     assert load_checkpoint(out / "checkpoints" / "last.safetensors")[1]["step"] == step
-    code, _, err = run(*args, "--resume")
+    code, _, err = lods(*args, "--resume")
     assert code == 0, err
     assert same_outputs(reference, out) == []
     seconds = json.loads((out / "metrics.json").read_text())["seconds"]

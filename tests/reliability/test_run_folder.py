@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import run, snapshot, spawn
+from conftest import run_here, snapshot, spawn
 
 
 def tiny(prior, out, *extra, prompt="a red cube"):
@@ -19,8 +19,7 @@ def tiny(prior, out, *extra, prompt="a red cube"):
 def finished(prior, tmp_path_factory):
     """A finished 6-step run (read-only for the tests: copy it before changing it)."""
     out = tmp_path_factory.mktemp("finished") / "run"
-    code, _, err = run(*tiny(prior, out))
-    assert code == 0, err
+    assert run_here(*tiny(prior, out)) == 0
     return out
 
 
@@ -143,3 +142,22 @@ def test_temp_files_of_a_killed_write_are_removed_and_outputs_are_0644(prior, fi
     assert not [p.name for p in out.rglob(".*")]
     for name in ("checkpoints/last.safetensors", "turntable.mp4", "model.ply", "metrics.json"):
         assert stat.S_IMODE((out / name).stat().st_mode) == 0o644, name
+
+
+def test_image_to_3d_resume_checks_and_extends(prior, tmp_path, lods):
+    from PIL import Image
+
+    img = tmp_path / "square.png"
+    im = Image.new("RGB", (64, 64), "white")
+    im.paste((220, 30, 30), (20, 20, 44, 44))
+    im.save(img)
+    out = tmp_path / "run"
+    base = ("image-to-3d", img, "--prompt", "a red cube", "--prior", prior, "--out", out, "--quiet")
+    assert lods(*base, "--steps", 6)[0] == 0
+    before = snapshot(out)
+    code, _, err = lods(*base, "--resume", "--seed", 5)
+    assert code == 2 and len(err) == 1 and "seed" in err[0], err
+    assert snapshot(out) == before
+    code, _, err = lods(*base, "--resume", "--steps", 8)
+    assert code == 0, err
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 8
