@@ -313,8 +313,7 @@ def run_main(argv: list[str]) -> int:
     except LodsError as e:
         return _fail(str(e), e.exit_code)
     except UsageError as e:
-        if type(e).__name__ == "NoArgsIsHelpError" and e.ctx is not None:
-            typer.echo(e.ctx.get_help())
+        if type(e).__name__ == "NoArgsIsHelpError":  # `lods` alone: the help was printed
             return 0
         where = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
         return _fail(" ".join(e.format_message().split()) + where, 2)

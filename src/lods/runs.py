@@ -183,6 +183,9 @@ class RunDir:
             return
         if self._replaces and names <= self._replaces | {RUN_FILE} and self._recorded_task() in (self.task, None):
             return  # an earlier result of this same command
+        if self._replaces:  # a command without --resume (distill2d): never over another command's folder
+            raise UserError(f"{self.path} holds files that are not a {self.task} result ({', '.join(sorted(names)[:5])}); "
+                            "choose another --out")
         if self.has_checkpoint() or any(n in names for n in FINISHED_FILES):
             raise UserError(f"{self.path} already holds a run{self._progress_note()}; pass --resume to continue it, "
                             "or choose another --out")

@@ -128,7 +128,7 @@ def test_a_folder_it_did_not_write_is_never_deleted(world_folder, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "stale.txt").write_text("old")
-    with pytest.raises(UserError, match="not a lods run"):
+    with pytest.raises(UserError, match="not a distill2d result"):
         run_distill2d(Distill2DConfig(prompt="a red cube", guidance="csd", prior=str(world_folder), steps=1, out=str(out)))
     assert sorted(p.name for p in out.iterdir()) == ["stale.txt"]
 

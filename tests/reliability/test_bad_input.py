@@ -205,3 +205,12 @@ def test_full_tmpfs_during_a_checkpoint(prior, finished, tmp_path, lods):
         assert code == 0, err
     finally:
         subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+def test_config_with_wrong_types_in_eval(work, lods):
+    cfg = work / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("steps: 6", "steps: many"))
+    before = snapshot(work)
+    code, _, err = lods("eval", work)
+    assert code == 2 and len(err) == 1 and "steps" in err[0], err
+    assert snapshot(work) == before

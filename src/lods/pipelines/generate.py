@@ -6,11 +6,7 @@ draw the same numbers whether the run was interrupted or not; a resumed run reac
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -402,8 +398,13 @@ def load_run_config(out: Path) -> GenerateConfig:
         if data.get("task") == "image-to-3d":  # written by `lods image-to-3d`
             from .image_to_3d import ImageTo3DConfig
 
-            return from_dict(ImageTo3DConfig, data)
-        return from_dict(GenerateConfig, data)
+            cfg = from_dict(ImageTo3DConfig, data)
+        else:
+            cfg = from_dict(GenerateConfig, data)
+        for name, kind in (("prompt", str), ("backbone", str), ("guidance", str), ("steps", int), ("seed", int)):
+            if not isinstance(getattr(cfg, name), kind) or isinstance(getattr(cfg, name), bool):
+                raise UserError(f"`{name}` should be a {kind.__name__}, not {getattr(cfg, name)!r}")
+        return cfg
     except (TypeError, ValueError, AttributeError) as e:
         if isinstance(e, UserError):
             raise UserError(f"{path}: {e}") from None
