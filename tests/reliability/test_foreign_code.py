@@ -86,3 +86,19 @@ def test_transformers_is_told_not_to_trust_remote_code(crafted, monkeypatch):
     except UserError:
         pass
     assert not marker.exists()
+
+
+def test_every_load_in_the_source_is_safe():
+    """No pickle without weights_only=True; no transformers load without trust_remote_code=False."""
+    import re
+    from pathlib import Path
+
+    import lods
+
+    for path in Path(lods.__file__).parent.rglob("*.py"):
+        text = path.read_text()
+        for m in re.finditer(r"torch\.load\(([^()]|\([^()]*\))*\)", text):
+            assert "weights_only=True" in m.group(0), (path, m.group(0))
+        for m in re.finditer(r"(AutoTokenizer|CLIPTextModel|CLIPTokenizer|AutoModel\w*)\.from_pretrained\(([^()]|\([^()]*\))*\)",
+                             text):
+            assert "trust_remote_code=False" in m.group(0), (path, m.group(0))
