@@ -249,25 +249,26 @@ class RunDir:
     # ------------------------------------------------------------------ closing
     def close(self, failed: bool = False) -> None:
         """Release the lock; after a failure, remove the folder again if this process created it and no
-        checkpoint or output was written (only the files a run writes first; anything else keeps it)."""
-        if failed and self.created and not self.has_checkpoint():
+        checkpoint or output was written (only the files a run writes first; anything else keeps it). Nothing is
+        removed unless this process held the lock (a process that lost the race must not touch the winner's files)."""
+        held = self._lock_fd is not None
+        if failed and held and self.created and not self.has_checkpoint():
             for name in START_FILES - {"checkpoints", LOCK_FILE}:
                 (self.path / name).unlink(missing_ok=True)
             clean_temp_files(self.path)
-            for d in (self.path / "checkpoints",):
-                try:
-                    d.rmdir()
-                except OSError:
-                    pass
-        if self._lock_fd is not None:
+            try:
+                (self.path / "checkpoints").rmdir()
+            except OSError:
+                pass
+        if held:
             (self.path / LOCK_FILE).unlink(missing_ok=True)
             os.close(self._lock_fd)
             self._lock_fd = None
-        if failed and self.created:
-            try:
-                self.path.rmdir()  # only if empty
-            except OSError:
-                pass
+            if failed and self.created:
+                try:
+                    self.path.rmdir()  # only if empty
+                except OSError:
+                    pass
 
     def __enter__(self) -> "RunDir":
         return self
