@@ -43,8 +43,7 @@ def main() -> int:
     ap.add_argument("--kills", type=int, default=20)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
-    ap.add_argument("--reach", type=float, default=0.12,
-                    help="a kill lands up to this fraction of the reference run's loop+export time into the loop")
+    ap.add_argument("--jitter", type=float, default=0.5, help="seconds of random delay after the chosen step")
     ap.add_argument("--prior", default=None, help="a world prior folder (default: a freshly built tiny one)")
     ap.add_argument("--work", default=None, help="working folder (default: a temp folder)")
     a = ap.parse_args()
@@ -73,13 +72,19 @@ def main() -> int:
     rng = random.Random(a.seed)
     out = work / "soak"
     kills, attempts, landed, finished_early = 0, 0, [], False
-    reach = a.reach * (window - loop_at)
     while kills < a.kills:
         attempts += 1
         p = spawn(base + ["--out", out] + (["--resume"] if out.exists() else []))
         if wait_lock(out, p) is None:  # ended before taking the lock (e.g. it had already finished)
             break
-        time.sleep(rng.uniform(0.8 * loop_at, loop_at + reach))  # from just before the step loop to a bit into it
+        # a moment chosen by progress (robust to a loaded machine): a random step of this attempt's share of the
+        # run (the last kill: after the final checkpoint, i.e. in the export), then a random fraction of a second
+        done = _progress(out)
+        left = a.kills - kills
+        target = a.steps if left == 1 else done + rng.randint(0, max(1, (a.steps - done) // (left + 1)))
+        while _progress(out) < target and p.poll() is None:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, a.jitter))
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
             p.communicate()
@@ -101,6 +106,14 @@ def main() -> int:
               "final_exit": p.returncode, "outputs_differing": differ, "identical": not differ}
     print(json.dumps(report))
     return 0 if not differ else 1
+
+
+def _progress(out: Path) -> int:
+    """The step of the run's last checkpoint, from run.json (0 before the first)."""
+    try:
+        return int(json.loads((out / "run.json").read_text()).get("progress", {}).get("step", 0))
+    except (OSError, ValueError):
+        return 0
 
 
 def _step(path: Path):
