@@ -64,6 +64,34 @@ def given(ctx, name: str) -> bool:
     return ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
 
 
+def apply_sets(config, sets: list[str] | None):
+    """`--set key.path=value` overrides (threestudio's dot overrides): values parse as YAML; a key outside the
+    typed configs is an error (dict-valued settings such as `gaussians.*` are checked when the scene is built)."""
+    import yaml
+
+    from .config import from_dict, to_dict
+
+    if not sets:
+        return config
+    data = to_dict(config)
+    for item in sets:
+        key, eq, text = item.partition("=")
+        if not eq or not key.strip():
+            raise UserError(f"--set wants key.path=value, got {item!r}")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise UserError(f"--set {key}: cannot parse the value {text!r}") from None
+        *parents, leaf = key.strip().split(".")
+        node = data
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise UserError(f"--set {key}: {part!r} is not a group of settings")
+            node = node[part]
+        node[leaf] = value
+    return from_dict(type(config), data)
+
+
 def apply_flags(config, prior=None, steps=None, cfg=None, device=None) -> None:
     """Command-line flags that override a preset's config (None: keep the preset's value)."""
     if prior is not None:
@@ -192,7 +220,7 @@ def generate(
     backbone: str = typer.Option("gs", help="gs (3D Gaussians) or nerf (radiance field)."),
     guidance: str = typer.Option("lods-embedding", help="sds, csd, lods-embedding, lods-lora or vsd."),
     prior: Optional[str] = typer.Option(None, help=PRIOR_HELP),
-    preset: str = typer.Option("fast", help="fast (CPU, embedded prior) or paper (algorithm.md's settings, CUDA + SD 2.1)."),
+    preset: str = typer.Option("fast", help="fast (CPU, embedded prior) or paper (docs/algorithm.md's settings, CUDA + SD 2.1)."),
     steps: Optional[int] = typer.Option(None, help="Optimisation steps (default: the preset's)."),
     cfg: Optional[float] = typer.Option(None, "--cfg", help="CFG scale (default: the preset's for the guidance)."),
     seed: int = typer.Option(0, help="Random seed."),
@@ -200,6 +228,14 @@ def generate(
     out: Optional[Path] = typer.Option(None, help="Run folder (default: outputs/<prompt>-<backbone>-<guidance>)."),
     resume: bool = typer.Option(False, help="Continue the run in OUT from its last checkpoint; flags given must match "
                                 "the run's (only --steps may change: a larger value extends a finished run)."),
+    mesh: Optional[str] = typer.Option(None, help="vertex (vertex colours, the default) or textured (UV-unwrapped, "
+                                       "baked texture; also mesh.obj/.mtl/.png)."),
+    mesh_faces: Optional[int] = typer.Option(None, help="Decimate the mesh to at most this many faces."),
+    view: bool = typer.Option(False, "--view", help="Open `lods view` on the run; it refreshes as checkpoints land."),
+    init_ply: Optional[Path] = typer.Option(None, help="gs: initialise the Gaussians from this point-cloud or splat ply."),
+    init_ply_scale: float = typer.Option(1.0, help="Multiply --init-ply's positions by this (the reference: 1.6 for Shap-E)."),
+    shared_draw: bool = typer.Option(False, help="LODS: the learned branch's loss reuses the distillation draw (t, ε)."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override any config field: --set gaussians.num_points=2000."),
     quiet: bool = typer.Option(False, help=QUIET_HELP),
 ):
     """Text-to-3D: optimise 3D Gaussians or a NeRF; writes model.ply, mesh.glb, turntable, views.png, metrics.json."""
@@ -226,14 +262,36 @@ def generate(
         config = preset_config(preset, backbone, guidance)
         config.prompt, config.seed, config.out = prompt, seed, str(out)
         apply_flags(config, prior=prior, steps=steps, cfg=cfg, device=device)
+    # also on --resume, so that a contradiction is listed rather than ignored
+    if init_ply is not None:
+        config.init_ply = str(init_ply)
+    if given(ctx, "init_ply_scale"):
+        config.init_ply_scale = init_ply_scale
+    if shared_draw:
+        config.guidance_config.shared_draw = True
+    config = apply_sets(config, set_)
+    if mesh is not None:
+        config.export.mesh = mesh
+    if mesh_faces is not None:
+        config.export.mesh_max_faces = mesh_faces
     with progress_bar(f"{config.backbone} {config.guidance}", config.steps, enabled=not quiet) as bar:
-        metrics = run_generate(config, resume=resume, progress=bar)
+        if view:
+            from .cli_view import live_view
+
+            on_step, stop_view = live_view(out)
+            metrics = run_generate(config, resume=resume, progress=lambda *a: (bar(*a), on_step(*a)))
+        else:
+            metrics = run_generate(config, resume=resume, progress=bar)
     line = f"wrote {out} in {metrics['seconds']:.0f} s"
     truth = metrics.get("ground_truth")
     if truth:
         line += (f"; judge recognises the prompt in {truth['recognized_views']}/{truth['n_views']} views, "
                  f"IoU {truth['iou']:.2f}, PSNR {truth['psnr']:.1f} dB")
     typer.echo(line)
+    if view:
+        from .cli_view import keep_serving
+
+        keep_serving(stop_view)
 
 
 @app.command("eval")
@@ -290,9 +348,10 @@ def judge_eval(
     typer.echo(json.dumps(result, indent=2))
 
 
-from . import cli_bench, cli_image  # noqa: E402
+from . import cli_bench, cli_image, cli_view  # noqa: E402
 
 cli_image.register(app)
+cli_view.register(app)
 cli_bench.register(bench_app)
 
 

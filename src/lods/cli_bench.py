@@ -10,6 +10,8 @@ import typer
 from .errors import UserError
 
 METHODS_HELP = "Comma-separated methods: sds, csd, lods-embedding, lods-lora, vsd."
+# the speed benchmark's default rows (bench_speed.METHODS, repeated here so that `lods --help` imports no torch)
+METHODS_SPEED = ("sds", "csd", "lods-embedding", "lods-embedding+shared_draw", "lods-lora", "lods-lora+shared_draw", "vsd")
 PRIOR_HELP = "Diffusers folder or hub id of the prior (default: the embedded prior)."
 
 
@@ -133,7 +135,7 @@ def register(bench_app) -> None:
         warmup: int = typer.Option(3, help="Untimed steps per method first."),
         size: int = typer.Option(64, help="Rendered image size fed to the guidance (resized to the prior's size)."),
         batch: int = typer.Option(4, help="Views per step."),
-        methods: str = typer.Option(",".join(("sds", "csd", "lods-embedding", "lods-lora", "vsd")), help=METHODS_HELP),
+        methods: str = typer.Option(",".join(METHODS_SPEED), help=METHODS_HELP + " A method may carry switches: lods-embedding+shared_draw."),
         timestep: int = typer.Option(500, help="The diffusion timestep t of every step."),
         threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: torch's)."),
         sd21: Optional[bool] = typer.Option(None, "--sd21/--no-sd21", help="Also time an SD-2.1-shaped prior (random weights, "

@@ -6,7 +6,7 @@ A RunDir
   the first lives; the kernel drops the lock of a dead process, so a stale lock is simply taken over;
 - removes the temp files a killed write left, when it opens;
 - records the run's identity in `OUT/run.json` (task, prompt, method, backbone, seed, prior, a digest of the config)
-  and refuses a resume whose config contradicts it, listing the differences (`steps`, `out` and `device` may change);
+  and refuses a resume whose config contradicts it, listing the differences (`steps`, `out`, `device` and `export` may change);
 - treats a folder with no checkpoint and no finished outputs as free to start over.
 """
 
@@ -28,8 +28,8 @@ from .utils.io import atomic_write_json, clean_temp_files, is_temp_name
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
 CHECKPOINT = Path("checkpoints") / "last.safetensors"
-# config fields a resume may change: the folder itself, the length of the run, the hardware
-MAY_CHANGE = ("out", "steps", "device")
+# config fields a resume may change: the folder itself, the length of the run, the hardware, the exports
+MAY_CHANGE = ("out", "steps", "device", "export")
 # what a run writes before its first checkpoint: a folder holding only these is free to start over
 START_FILES = {"config.yaml", RUN_FILE, "reference.png", "checkpoints", LOCK_FILE}
 FINISHED_FILES = ("metrics.json",)

@@ -11,6 +11,13 @@ from lods.scenes.field import FieldConfig, RadianceField
 RED, BLUE = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 0.0, 1.0])
 
 
+def load_glb(path) -> trimesh.Trimesh:
+    """The single mesh of a glb, as stored (force="mesh" would drop COLOR_0 next to a material)."""
+    scene = trimesh.load(path)
+    (mesh,) = scene.geometry.values()
+    return mesh.apply_transform(scene.graph[scene.graph.nodes_geometry[0]][0])
+
+
 class Ball(Scene3D):
     """Occupancy 1 inside radius r and 0 outside, linear over a thin shell (0.5 exactly at r); red above z = 0,
     blue below."""
@@ -50,15 +57,66 @@ def test_glb_round_trip(tmp_path):
     mesh = extract_mesh(Ball(0.4), resolution=24, bound=0.6)
     path = save_glb(mesh, tmp_path / "sub" / "ball.glb")
     assert path.exists() and [p.name for p in path.parent.iterdir()] == ["ball.glb"]  # no temporary left
-    loaded = trimesh.load(path, force="mesh")
+    loaded = load_glb(path)
     assert len(loaded.vertices) > 0 and len(loaded.faces) == len(mesh.faces)
     assert np.abs(np.linalg.norm(loaded.vertices, axis=1) - 0.4).max() < 0.02
-    colors = np.asarray(loaded.visual.vertex_colors)
+    colors = np.asarray(loaded.visual.vertex_attributes["color"])
     assert colors.shape == (len(loaded.vertices), 4)
     # saved +y up: the world's top (red, z > 0) is now y > 0
     up = loaded.vertices[:, 1] > 0.02
     assert (colors[up, :3] == [255, 0, 0]).all()
     assert (colors[loaded.vertices[:, 1] < -0.02, :3] == [0, 0, 255]).all()
+
+
+def test_glb_has_a_material_normals_and_linear_colours(tmp_path):
+    import json
+    import struct
+
+    mesh = extract_mesh(Ball(0.4), resolution=24, bound=0.6)
+    mesh.visual.vertex_colors = np.tile([128, 128, 128, 255], (len(mesh.vertices), 1)).astype(np.uint8)
+    path = save_glb(mesh, tmp_path / "ball.glb")
+    data = path.read_bytes()
+    doc = json.loads(data[20:20 + struct.unpack("<I", data[12:16])[0]])
+    prim = doc["meshes"][0]["primitives"][0]
+    assert {"POSITION", "NORMAL", "COLOR_0"} <= set(prim["attributes"])
+    pbr = doc["materials"][prim["material"]]["pbrMetallicRoughness"]
+    assert pbr["metallicFactor"] == 0.0 and 0.3 <= pbr["roughnessFactor"] <= 1.0
+    loaded = load_glb(path)
+    assert loaded.visual.material.metallicFactor == 0.0
+    # sRGB 128 is linear 0.2158: COLOR_0 holds 55, as glTF defines it
+    assert (np.asarray(loaded.visual.vertex_attributes["color"])[:, :3] == 55).all()
+    # normals point outwards (the file's own NORMAL, not recomputed)
+    normals = loaded.vertex_normals
+    assert (np.einsum("ij,ij->i", normals, loaded.vertices) > 0).mean() > 0.99
+
+
+def test_auto_level_removes_floaters_and_tunnels():
+    """A ball with a thin hollow shell patch, a tunnel of low density through it and a floater: at the fixed 0.5
+    the raw field gives a mesh with several pieces and a handle; the chosen level and the cleaning give one closed,
+    genus-0 piece."""
+
+    class Holey(Scene3D):
+        def query(self, points):
+            r = points.norm(dim=-1)
+            occ = (0.5 + (0.4 - r) * 4.0).clamp(0, 1) * 1.6
+            tunnel = (points[:, :2].norm(dim=-1) < 0.05).float()  # along z, through the centre
+            occ = occ * (1 - 0.8 * tunnel)
+            floater = ((points - torch.tensor([0.75, 0.0, 0.0])).norm(dim=-1) < 0.08).float() * 1.6
+            return occ + floater, RED.expand(len(points), 3)
+
+    raw = extract_mesh(Holey(), resolution=48, threshold=0.5, smooth=0, clean=False)
+    assert len(raw.split(only_watertight=False)) >= 2
+    mesh = extract_mesh(Holey(), resolution=48)
+    assert len(mesh.split(only_watertight=False)) == 1
+    assert mesh.is_watertight and mesh.euler_number == 2  # a sphere: no tunnel left
+    assert 0.5 < mesh.metadata["iso_level"] < 1.6
+
+
+def test_decimation_to_a_face_budget():
+    mesh = extract_mesh(Ball(0.4), resolution=40, bound=0.6, max_faces=500)
+    assert 200 < len(mesh.faces) <= 500
+    assert np.abs(np.linalg.norm(mesh.vertices, axis=1) - 0.4).max() < 0.03
+    assert (mesh.visual.vertex_colors[mesh.vertices[:, 2] > 0.05, :3] == [255, 0, 0]).all()
 
 
 def test_empty_scene_raises_a_clear_error():
@@ -86,6 +144,6 @@ def test_gaussian_scene_exports_a_mesh():
     from lods.scenes.gaussians import GaussianConfig, GaussianScene
 
     scene = GaussianScene(GaussianConfig(num_points=300, init_opacity=0.5))
-    mesh = extract_mesh(scene, resolution=24)  # occupancy-like query: the default level 0.5
+    mesh = extract_mesh(scene, resolution=24)  # occupancy-like query: a level chosen from the field
     assert len(mesh.faces) > 0
     assert np.abs(mesh.vertices).max() < 0.7  # the ball init has radius 0.5

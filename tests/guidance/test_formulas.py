@@ -1,4 +1,4 @@
-"""The gradient each guidance sends to the image equals its formula (algorithm.md), computed here directly
+"""The gradient each guidance sends to the image equals its formula (docs/algorithm.md), computed here directly
 from the diffusers modules with the same t and ε."""
 
 import math

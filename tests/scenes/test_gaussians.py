@@ -86,45 +86,6 @@ def test_view_dependent_colour_renders_per_camera():
     assert scene.f_rest.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("degree", [0, 1])
-def test_ply_round_trip(tmp_path, degree):
-    from plyfile import PlyData
-
-    scene = GaussianScene(small(sh_degree=degree))
-    with torch.no_grad():
-        for name in PARAMS:
-            getattr(scene, name).add_(torch.randn(getattr(scene, name).shape, generator=torch.Generator().manual_seed(1)))
-    path = tmp_path / "out" / "scene.ply"
-    scene.save_ply(path)
-    names = [p.name for p in PlyData.read(str(path))["vertex"].properties]
-    n_rest = 45  # padded to SH degree 3, the reference 3DGS layout
-    assert names == (["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
-                     + [f"f_rest_{i}" for i in range(n_rest)]
-                     + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"])
-    assert [p.name for p in tmp_path.joinpath("out").iterdir()] == ["scene.ply"]  # no temp file left behind
-    loaded = GaussianScene.load_ply(path)
-    assert loaded.cfg.sh_degree == degree
-    for name in PARAMS:
-        assert torch.equal(getattr(loaded, name), getattr(scene, name)), name
-    if degree:  # channel-major f_rest, as 3DGS writes it: f_rest_0..2 are the red channel's first coefficients
-        v = PlyData.read(str(path))["vertex"]
-        np.testing.assert_array_equal(v["f_rest_1"], scene.f_rest[:, 1, 0].detach().numpy())
-        np.testing.assert_array_equal(v["f_rest_15"], scene.f_rest[:, 0, 1].detach().numpy())  # 15 coefficients per channel
-
-
-def test_ply_without_padding_keeps_the_scene_degree(tmp_path):
-    from plyfile import PlyData
-
-    scene = GaussianScene(small(sh_degree=1))
-    with torch.no_grad():
-        scene.f_rest.add_(0.1)
-    path = tmp_path / "scene.ply"
-    scene.save_ply(path, pad_sh_degree=0)
-    names = [p.name for p in PlyData.read(str(path))["vertex"].properties]
-    assert sum(n.startswith("f_rest_") for n in names) == 9
-    assert GaussianScene.load_ply(path).cfg.sh_degree == 1
-
-
 def test_state_tensors_round_trip_with_other_count():
     a = GaussianScene(small(num_points=120, seed=1))
     b = GaussianScene(small(num_points=80, seed=2))

@@ -30,7 +30,7 @@ from .suites import SUITES, SuitePrompt, load_suite, parse_categories, unique_sl
 DEFAULT_METHODS = ("sds", "lods-embedding")
 # cheaper exports than `lods generate` (the benchmark reads views.png and the metrics, not the turntable)
 BENCH_EXPORT = {"mesh_resolution": 32, "turntable_frames": 12}
-INF_CFG = 1e6  # "∞" in the CFG sweep, as algorithm.md's 2D setting
+INF_CFG = 1e6  # "∞" in the CFG sweep, as docs/algorithm.md's 2D setting
 
 COLUMNS = [
     "method", "backbone", "cfg", "seed", "category", "prompt", "psnr", "ssim", "iou", "r_at_1", "recognized_views",
@@ -81,7 +81,7 @@ class BenchConfig:
         return self.preset or ("paper" if self.suite == "t3bench" else "fast")
 
     def validate(self) -> None:
-        from ..guidance import GUIDANCES
+        from ..guidance import split_method
         from ..pipelines.generate import BACKBONES, PRESETS
 
         if self.suite not in SUITES:
@@ -89,8 +89,7 @@ class BenchConfig:
         if not self.methods:
             raise UserError("--methods is empty")
         for m in self.methods:
-            if m not in GUIDANCES:
-                raise UserError(f"unknown method {m!r}; choose from: {', '.join(GUIDANCES)}")
+            split_method(m)
         if not self.backbones:
             raise UserError("--backbones is empty")
         for b in self.backbones:
@@ -228,9 +227,12 @@ def run_group(method: str, backbone: str, seed: int, scale: float | None) -> str
 
 
 def make_generate_config(bc: BenchConfig, method: str, backbone: str, seed: int, prompt: str, scale, out: Path):
+    from ..guidance import split_method
     from ..pipelines.generate import preset_config
 
-    cfg = preset_config(bc.resolved_preset(), backbone, method)
+    name, switches = split_method(method)
+    cfg = preset_config(bc.resolved_preset(), backbone, name)
+    cfg.guidance_config = dataclasses.replace(cfg.guidance_config, **switches)
     cfg.prompt, cfg.seed, cfg.out = prompt, seed, str(out)
     if bc.prior is not None:
         cfg.prior = bc.prior
@@ -336,9 +338,9 @@ def row_from_metrics(job: dict, metrics: dict | None, status: str, wall: float) 
 
 
 def _uses_cfg(method: str) -> bool:
-    from ..guidance import GUIDANCES
+    from ..guidance import GUIDANCES, split_method
 
-    return GUIDANCES[method].default_guidance_scale is not None
+    return GUIDANCES[split_method(method)[0]].default_guidance_scale is not None
 
 
 def run_job(job: dict) -> dict:

@@ -35,8 +35,8 @@ import torch
 
 from ..errors import UserError
 
-METHODS = ("sds", "csd", "lods-embedding", "lods-lora", "vsd")
-ADAPTER_METHODS = ("lods-lora", "vsd")
+METHODS = ("sds", "csd", "lods-embedding", "lods-embedding+shared_draw", "lods-lora", "lods-lora+shared_draw", "vsd")
+ADAPTER_METHODS = ("lods-lora", "vsd")  # (base names) methods that add a LoRA adapter to the UNet
 
 
 @dataclass
@@ -59,7 +59,7 @@ class SpeedConfig:
     command: str = ""
 
     def validate(self) -> None:
-        from ..guidance import GUIDANCES
+        from ..guidance import split_method
 
         if self.steps < 1 or self.warmup < 0:
             raise UserError("--steps must be at least 1 and --warmup at least 0")
@@ -68,8 +68,7 @@ class SpeedConfig:
         if not self.methods:
             raise UserError("--methods is empty")
         for m in self.methods:
-            if m not in GUIDANCES:
-                raise UserError(f"unknown method {m!r}; choose from: {', '.join(GUIDANCES)}")
+            split_method(m)
         if not 0 <= self.timestep < 1000:
             raise UserError("--timestep must lie in 0..999")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
@@ -95,12 +94,13 @@ class MethodRunner:
     """One method's guidance (and optimiser of its learnable part) on a prior."""
 
     def __init__(self, name: str, prior, prompt: str):
-        from ..guidance import build_guidance
+        from ..guidance import build_guidance, split_method
         from ..guidance.base import GuidanceConfig
 
         self.name = name
         self.prior = prior
-        self.guidance = build_guidance(name, prior, prompt, GuidanceConfig())
+        method, switches = split_method(name)
+        self.guidance = build_guidance(method, prior, prompt, GuidanceConfig(**switches))
         groups = self.guidance.param_groups()
         self.optimizer = torch.optim.Adam(groups) if groups else None
         self.learned_params = sum(p.numel() for g in groups for p in g["params"])
@@ -123,7 +123,8 @@ def build_runners(prior, methods: list[str]) -> tuple[dict, dict]:
     prompt = speed_prompt(prior)
     for m in methods:
         try:
-            runners[m] = MethodRunner(m, clone_prior(prior) if m in ADAPTER_METHODS else prior, prompt)
+            adapter = m.split("+")[0] in ADAPTER_METHODS
+            runners[m] = MethodRunner(m, clone_prior(prior) if adapter else prior, prompt)
         except Exception as e:  # noqa: BLE001 - reported in the table
             errors[m] = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:160] if str(e).strip() else ''}"
     return runners, errors
@@ -327,10 +328,12 @@ def _section_stats(times: dict, peaks: dict, errors: dict, runners: dict, method
         if m in errors:
             entry["error"] = errors[m]
         out[m] = entry
-    base = out.get("sds", {})
+    base, vsd = out.get("sds", {}), out.get("vsd", {})
     for m, e in out.items():
         if "median_ms" in e and base.get("median_ms"):
             e["time_ratio"] = e["median_ms"] / base["median_ms"]
+        if "median_ms" in e and vsd.get("median_ms"):
+            e["time_ratio_vsd"] = e["median_ms"] / vsd["median_ms"]
         if "peak_mb" in e and base.get("peak_mb"):
             e["memory_ratio"] = e["peak_mb"] / base["peak_mb"]
     return out
@@ -412,17 +415,18 @@ def render_speed(result: dict, hardware: str) -> str:
                   f"Renders {s['image_size']}² (the prior sees {s['model_size']}²), batch {s['batch']}, t = {s['timestep']}; "
                   f"median over {s['steps']} steps after {s['warmup']} warm-up, methods interleaved in one process. "
                   f"Memory: {s['memory_method']}.", "",
-                  "| method | ms / step (median) | IQR (ms) | × SDS time | peak step memory (MiB) | × SDS memory | learned parameters |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| method | ms / step (median) | IQR (ms) | × SDS time | × VSD time | peak step memory (MiB) | × SDS memory | learned parameters |",
+                  "|---|---|---|---|---|---|---|---|"]
         for m, e in s["methods"].items():
             if "median_ms" not in e:
-                lines.append(f"| {m} | failed: {e.get('error', 'no measurement')} | | | | | |")
+                lines.append(f"| {m} | failed: {e.get('error', 'no measurement')} | | | | | | |")
                 continue
             mem = f"{e['peak_mb']:.1f}" if "peak_mb" in e else "–"
             time_ratio = f"{e['time_ratio']:.2f}" if "time_ratio" in e else "–"
+            vsd_ratio = f"{e['time_ratio_vsd']:.2f}" if "time_ratio_vsd" in e else "–"
             mem_ratio = f"{e['memory_ratio']:.2f}" if "memory_ratio" in e else "–"
-            lines.append(f"| {m} | {e['median_ms']:.1f} | {e['q1_ms']:.1f}–{e['q3_ms']:.1f} | {time_ratio} | {mem} | "
-                         f"{mem_ratio} | {e.get('learned_params', 0):,} |")
+            lines.append(f"| {m} | {e['median_ms']:.1f} | {e['q1_ms']:.1f}–{e['q3_ms']:.1f} | {time_ratio} | {vsd_ratio} | "
+                         f"{mem} | {mem_ratio} | {e.get('learned_params', 0):,} |")
         lines.append("")
     return "\n".join(lines)
 

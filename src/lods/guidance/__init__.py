@@ -25,8 +25,22 @@ def guidance_class(name: str) -> type[Guidance]:
     return GUIDANCES[name]
 
 
+def split_method(spec: str) -> tuple[str, dict]:
+    """A benchmark's method spec, `NAME[+SWITCH...]`: a guidance and boolean GuidanceConfig fields switched on,
+    e.g. "lods-embedding+shared_draw" → ("lods-embedding", {"shared_draw": True})."""
+    import dataclasses
+
+    name, *switches = spec.split("+")
+    guidance_class(name)
+    flags = {f.name for f in dataclasses.fields(GuidanceConfig) if f.type in (bool, "bool")}
+    for switch in switches:
+        if switch not in flags:
+            raise UserError(f"unknown switch {switch!r} in method {spec!r}; switches: {', '.join(sorted(flags))}")
+    return name, {switch: True for switch in switches}
+
+
 def build_guidance(name: str, prior, prompt: str, config: GuidanceConfig | None = None) -> Guidance:
     return guidance_class(name)(prior, prompt, config)
 
 
-__all__ = ["GUIDANCES", "Guidance", "GuidanceConfig", "build_guidance", "distillation_loss", "guidance_class"]
+__all__ = ["GUIDANCES", "Guidance", "GuidanceConfig", "build_guidance", "distillation_loss", "guidance_class", "split_method"]

@@ -1,7 +1,7 @@
 """The guidance interface: rendered images (+ cameras, step) in, named losses and diagnostics out.
 
 Every distillation loss is an MSE to a detached target, `0.5 * sum((z - stopgrad(z - grad))^2) / B`, whose
-gradient with respect to `z` is `grad / B` (algorithm.md). Learnable parts (an embedding, a LoRA) are exposed
+gradient with respect to `z` is `grad / B` (docs/algorithm.md). Learnable parts (an embedding, a LoRA) are exposed
 as optimizer groups and trained by `loss_prior` in the same optimizer step as the scene; they are registered
 on the guidance module (LoRA tensors too, though they live in the prior's UNet), so its state_dict holds them.
 """
@@ -30,13 +30,15 @@ class GuidanceConfig:
     view_dependent_prompting: bool = True
     grad_clip: float | None = None  # clamp each element of grad to ±grad_clip (off by default)
     negative_prompt: str | None = None  # None: the prior's default ("" for SD and the embedded prior)
-    embedding_lr: float = 1e-4  # LODS-embedding (algorithm.md: 1e-5 NeRF, 1e-4 3DGS and 2D, 1e-3 image-to-3D)
+    embedding_lr: float = 1e-4  # LODS-embedding (docs/algorithm.md: 1e-5 NeRF, 1e-4 3DGS and 2D, 1e-3 image-to-3D)
     lora_lr: float = 1e-5  # LODS-LoRA (5e-7 in 3D, 1e-6..1e-5 in 2D)
     vsd_lr: float = 1e-4  # VSD's LoRA and camera MLP
     weight_decay: float = 0.0
     lora_rank: int = 4
     lora_scale_uncond: float = 0.5  # LODS-LoRA: adapter scale of the learned unconditional branch
-    camera_dropout: float = 0.1  # VSD: probability of dropping the camera while training the LoRA
+    camera_dropout: float = 0.1  # VSD: probability of dropping the camera (for the whole batch) while training the LoRA
+    shared_draw: bool = False  # LODS: loss_prior reuses the distillation draw (t, ε): one grad-enabled pass serves both
+    learned_grad_scale: float | None = None  # backward scale of the learnable part's loss (None: 1024 for fp16, else 1)
 
     def validate(self) -> None:
         if not 0.0 <= self.min_step_percent < self.max_step_percent <= 1.0:
@@ -54,6 +56,8 @@ class GuidanceConfig:
             raise UserError("lora_rank must be at least 1")
         if not 0.0 <= self.camera_dropout < 1.0:
             raise UserError("camera_dropout must lie in [0, 1)")
+        if self.learned_grad_scale is not None and not (0 < self.learned_grad_scale < float("inf")):
+            raise UserError("learned_grad_scale must be positive and finite (or None)")
 
 
 def distillation_loss(z: torch.Tensor, grad: torch.Tensor, clip: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,6 +75,20 @@ class Guidance(nn.Module):
     name = "guidance"
     default_guidance_scale: float | None = None  # None: the method uses no CFG scale
     lr_field: str | None = None  # the GuidanceConfig field holding the learnable part's learning rate
+    # The method's own settings in each preset, as GuidanceConfig fields, keyed "preset" or "preset/backbone"
+    # (the latter wins). A subclass's entries extend (and override) its parents'. Read through `preset_defaults`.
+    presets: dict[str, dict] = {}
+
+    @classmethod
+    def preset_defaults(cls, preset: str, backbone: str | None = None) -> dict:
+        """GuidanceConfig fields this method sets in `preset` (for `backbone`), merged along the class hierarchy."""
+        merged: dict = {}
+        for klass in reversed(cls.__mro__):
+            table = klass.__dict__.get("presets", {})
+            merged.update(table.get(preset, {}))
+            if backbone is not None:
+                merged.update(table.get(f"{preset}/{backbone}", {}))
+        return merged
 
     def __init__(self, prior, prompt: str, config: GuidanceConfig | None = None):
         super().__init__()
@@ -136,8 +154,37 @@ class Guidance(nn.Module):
         loss, grad = distillation_loss(z, grad, self.config.grad_clip)
         out = {"loss_sds": loss, **losses}
         out["t"] = t.detach()
-        out["grad_norm"] = float(grad.flatten(1).norm(dim=1).mean())
+        out["grad_norm"] = grad.flatten(1).norm(dim=1).mean()  # a tensor: reading it is the caller's host sync
         return out
+
+    def learned_grad_scale(self) -> float:
+        """The backward scale of the learnable part's loss: fp16 gradients of a tiny loss underflow without it."""
+        if self.config.learned_grad_scale is not None:
+            return float(self.config.learned_grad_scale)
+        return 1024.0 if self.prior.dtype in (torch.float16, torch.bfloat16) else 1.0
+
+    def scale_learned_backward(self, loss: torch.Tensor, params) -> torch.Tensor:
+        """`loss` unchanged in value; its backward through the (fp16) UNet carries k × the gradient, and each of
+        `params` (fp32 leaves) divides its gradient by k again, so the optimiser sees the exact gradient."""
+        k = self.learned_grad_scale()
+        if k == 1.0:
+            return loss
+        if not getattr(self, "_unscale_hooks", None):
+            self._unscale_hooks = [p.register_hook(lambda g, k=k: g / k) for p in params]
+        return ScaleGrad.apply(loss, k)
+
+
+class ScaleGrad(torch.autograd.Function):
+    """Identity forward; the backward multiplies the incoming gradient by `k`."""
+
+    @staticmethod
+    def forward(ctx, x, k):
+        ctx.k = k
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.k, None
 
 
 def randn_like(z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -1,8 +1,12 @@
-"""LODS core shared by its two variants (algorithm.md, "LODS — the method").
+"""LODS core shared by its two variants (docs/algorithm.md, "LODS — the method").
 
 grad = w(t) [ε(z_t; y) + ((1-s)/s) ε_ψ(z_t; ∅_learned) - ε/s]   (s = ∞: exactly w(t) [ε(z_t; y) - ε_ψ(z_t; ∅)])
 loss_prior = mean((ε_ψ(z'_t'; ∅_learned, t') - ε')²) on z' = stopgrad(z), fresh t' ~ U{0..N-1} and ε'.
 The branches of `grad` run under no_grad, so loss_sds sends nothing to the learnable part ψ.
+
+`shared_draw` (an option, off by default; not the reference): loss_prior reuses the distillation draw (t, ε), so
+ONE grad-enabled pass ε_ψ(z_t; ∅_learned) both trains ψ and, detached, serves as the unconditional branch; the
+cost over SDS is then literally one more backward.
 """
 
 from __future__ import annotations
@@ -23,9 +27,14 @@ class LODS(Guidance):
     """A variant provides the two branches; the gradient and the learnable part's loss are shared."""
 
     default_guidance_scale = 1000.0
+    presets = {"fast": {"guidance_scale": 100.0}, "paper": {"guidance_scale": 1000.0}}
 
     def branches(self, z_t, t, cond) -> tuple[torch.Tensor, torch.Tensor]:
         """(ε(z_t; y), ε_ψ(z_t; ∅_learned)), called under no_grad."""
+        raise NotImplementedError
+
+    def conditional(self, z_t, t, cond) -> torch.Tensor:
+        """ε(z_t; y) of the frozen prior, called under no_grad."""
         raise NotImplementedError
 
     def learned_unconditional(self, z_t, t) -> torch.Tensor:
@@ -35,11 +44,21 @@ class LODS(Guidance):
     def forward_latents(self, z, cameras=None, step=0, *, t=None, noise=None, generator=None) -> dict:
         t, noise = self.draw(z, step, t, noise, generator)
         cond = self.prompts.conditional(cameras, z.shape[0])
-        with torch.no_grad():
-            z_t = self.prior.add_noise(z.detach(), noise, t)
-            eps_y, eps_learned = self.branches(z_t, t, cond)
-            grad = lods_grad(eps_y, eps_learned, noise, self.guidance_scale, self.weight(t))
-        t_p, noise_p = self.draw_prior(z, generator)
-        z_p = self.prior.add_noise(z.detach(), noise_p, t_p)
-        loss_prior = F.mse_loss(self.learned_unconditional(z_p, t_p), noise_p)
+        params = [p for g in self.param_groups() for p in g["params"]]
+        if self.config.shared_draw:
+            with torch.no_grad():
+                z_t = self.prior.add_noise(z.detach(), noise, t)
+                eps_y = self.conditional(z_t, t, cond)
+            eps_learned = self.learned_unconditional(z_t, t)
+            loss_prior = F.mse_loss(eps_learned, noise)
+            grad = lods_grad(eps_y, eps_learned.detach(), noise, self.guidance_scale, self.weight(t))
+        else:
+            with torch.no_grad():
+                z_t = self.prior.add_noise(z.detach(), noise, t)
+                eps_y, eps_learned = self.branches(z_t, t, cond)
+                grad = lods_grad(eps_y, eps_learned, noise, self.guidance_scale, self.weight(t))
+            t_p, noise_p = self.draw_prior(z, generator)
+            z_p = self.prior.add_noise(z.detach(), noise_p, t_p)
+            loss_prior = F.mse_loss(self.learned_unconditional(z_p, t_p), noise_p)
+        loss_prior = self.scale_learned_backward(loss_prior, params)
         return self.finish(z, grad, t, loss_prior=loss_prior)

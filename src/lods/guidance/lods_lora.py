@@ -6,6 +6,7 @@ at `lora_scale_uncond` (0.5), conditioned on the negative prompt, with no camera
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from ..priors import lora
@@ -15,6 +16,7 @@ from .lods import LODS
 class LODSLoRA(LODS):
     name = "lods-lora"
     lr_field = "lora_lr"
+    presets = {"fast": {"lora_lr": 1e-5}, "paper": {"lora_lr": 5e-7}}  # docs/algorithm.md: 5e-7 in 3D
 
     def __init__(self, prior, prompt, config=None):
         super().__init__(prior, prompt, config)
@@ -22,8 +24,16 @@ class LODSLoRA(LODS):
         self.lora_params = nn.ParameterList(lora.lora_parameters(prior.unet, self.adapter))  # shared, for state_dict
 
     def branches(self, z_t, t, cond):
-        eps_y = self.prior.predict_noise(z_t, t, cond)  # adapter scale 0
-        return eps_y, self.learned_unconditional(z_t, t)
+        """Both branches in one batched call: the first half at adapter scale 0, the second at the learned scale."""
+        b = z_t.shape[0]
+        scales = torch.cat([z_t.new_zeros(b), z_t.new_full((b,), self.config.lora_scale_uncond)])
+        embeddings = torch.cat([cond, self.prompts.unconditional(b)])
+        out = self.prior.predict_noise(torch.cat([z_t, z_t]), torch.cat([t, t]), embeddings, lora_scale=scales,
+                                       adapter=self.adapter)
+        return out.chunk(2)
+
+    def conditional(self, z_t, t, cond):
+        return self.prior.predict_noise(z_t, t, cond)  # adapter scale 0
 
     def learned_unconditional(self, z_t, t):
         uncond = self.prompts.unconditional(z_t.shape[0])

@@ -10,6 +10,7 @@ from .base import Guidance
 class SDS(Guidance):
     name = "sds"
     default_guidance_scale = 100.0
+    presets = {"fast": {"guidance_scale": 20.0}, "paper": {"guidance_scale": 100.0}}  # fast: the embedded prior's
 
     def forward_latents(self, z, cameras=None, step=0, *, t=None, noise=None, generator=None) -> dict:
         b = z.shape[0]

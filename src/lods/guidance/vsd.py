@@ -3,7 +3,8 @@
 The LoRA branch is a rank-4 LoRA at scale 1 on the shared UNet plus a camera embedding: the flattened 4×4
 camera-to-world matrix through a small MLP, added to the UNet's timestep embedding by a forward hook that
 exists only during the LoRA call. Its last layer starts at zero, so the branch starts as the pretrained model.
-It is trained on detached renders with the denoising loss (`loss_prior`), the camera dropped with p=0.1.
+It sees the view-independent prompt (as the reference) and is trained on detached renders with the denoising
+loss (`loss_prior`), the camera dropped for the whole batch with p=0.1.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class VSD(Guidance):
     name = "vsd"
     default_guidance_scale = 7.5
     lr_field = "vsd_lr"
+    presets = {"fast": {"guidance_scale": 7.5}, "paper": {"guidance_scale": 7.5, "vsd_lr": 1e-4}}
 
     def __init__(self, prior, prompt, config=None):
         super().__init__(prior, prompt, config)
@@ -53,17 +55,19 @@ class VSD(Guidance):
         b = z.shape[0]
         t, noise = self.draw(z, step, t, noise, generator)
         cond = self.prompts.conditional(cameras, b)
+        plain = self.prompts.plain.expand(b, -1, -1)  # the LoRA branch: the view-independent prompt
         cams = cameras.c2w.reshape(b, 16).to(z.device, torch.float32) if cameras is not None else z.new_zeros(b, 16)
         with torch.no_grad():
             z_t = self.prior.add_noise(z.detach(), noise, t)
             embeddings = torch.cat([cond, self.prompts.unconditional(b)])
             eps_y, eps_null = self.prior.predict_noise(torch.cat([z_t, z_t]), torch.cat([t, t]), embeddings).chunk(2)
             eps_cfg = eps_null + self.guidance_scale * (eps_y - eps_null)
-            grad = self.weight(t) * (eps_cfg - self.lora_eps(z_t, t, cond, cams))
+            grad = self.weight(t) * (eps_cfg - self.lora_eps(z_t, t, plain, cams))
         t_p, noise_p = self.draw_prior(z, generator)
-        keep = draw_uniform(b, generator, z.device) >= self.config.camera_dropout
+        keep = (draw_uniform(1, generator, z.device) >= self.config.camera_dropout).float()  # one draw per batch
         z_p = self.prior.add_noise(z.detach(), noise_p, t_p)
-        loss_prior = F.mse_loss(self.lora_eps(z_p, t_p, cond, cams * keep[:, None]), noise_p)
+        loss_prior = F.mse_loss(self.lora_eps(z_p, t_p, plain, cams * keep), noise_p)
+        loss_prior = self.scale_learned_backward(loss_prior, [p for g in self.param_groups() for p in g["params"]])
         return self.finish(z, grad, t, loss_prior=loss_prior)
 
     def param_groups(self) -> list[dict]:

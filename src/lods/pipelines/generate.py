@@ -15,7 +15,7 @@ import yaml
 
 from ..config import dump_yaml, from_dict
 from ..errors import Diverged, Interrupted, UserError
-from ..guidance import GUIDANCES, build_guidance
+from ..guidance import GUIDANCES, build_guidance, guidance_class
 from ..guidance.base import GuidanceConfig
 from ..render.cameras import CameraSamplerConfig, sample_cameras
 from ..scenes.base import Scene3D
@@ -26,6 +26,7 @@ from ..utils.io import (CorruptCheckpoint, atomic_write_json, atomic_write_text,
 BACKBONES = ("gs", "nerf")
 MAX_SEED = 10**13  # every step seeds torch with seed * 1_000_003 + step, which must stay below 2**64
 PRESETS = ("fast", "paper")
+MESH_KINDS = ("vertex", "textured")
 
 
 @dataclass
@@ -35,6 +36,9 @@ class ExportConfig:
     turntable_size: int = 128
     views_size: int = 64
     eval_views: int = 8
+    mesh: str = "vertex"  # "vertex": vertex colours; "textured": UV-unwrapped, baked texture (+ obj, mtl, png)
+    mesh_max_faces: int | None = None  # decimate to this face budget (None: keep marching cubes' faces)
+    texture_size: int = 512
 
 
 @dataclass
@@ -51,7 +55,10 @@ class GenerateConfig:
     render_size: int = 64
     # progressive resolution: [[step, size], ...] switches the render size at those steps
     resolution_schedule: list = field(default_factory=list)
-    background: str = "white"  # "white" or "random" (a random flat colour per view, as threestudio)
+    background: str = "white"  # "white", "black", or "random" (a random flat colour per view, as threestudio)
+    adam_betas: list = field(default_factory=lambda: [0.9, 0.99])  # of the one optimiser (scene + guidance)
+    init_ply: str | None = None  # gs: initialise the Gaussians from a point cloud or splat ply (None: the ball)
+    init_ply_scale: float = 1.0  # positions (and splat scales) multiplied by this (the reference: 1.6 for Shap-E)
     checkpoint_every: int = 100
     lambdas: dict = field(default_factory=lambda: {"sds": 1.0, "prior": 1.0})
     cameras: CameraSamplerConfig = field(default_factory=CameraSamplerConfig)
@@ -75,8 +82,21 @@ class GenerateConfig:
             raise UserError("render sizes must be at least 8 pixels")
         if self.checkpoint_every <= 0:
             raise UserError("checkpoint_every must be positive")
-        if self.background not in ("white", "random"):
-            raise UserError(f"unknown background {self.background!r}; choose white or random")
+        if self.export.mesh not in MESH_KINDS:
+            raise UserError(f"unknown --mesh {self.export.mesh!r}; choose one of: {', '.join(MESH_KINDS)}")
+        if self.export.mesh_max_faces is not None and self.export.mesh_max_faces < 4:
+            raise UserError(f"--mesh-faces must be at least 4, got {self.export.mesh_max_faces}")
+        if self.background not in ("white", "black", "random"):
+            raise UserError(f"unknown background {self.background!r}; choose white, black or random")
+        if len(self.adam_betas) != 2 or not all(0.0 <= b < 1.0 for b in self.adam_betas):
+            raise UserError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas}")
+        if self.init_ply is not None:
+            if self.backbone != "gs":
+                raise UserError("--init-ply initialises 3D Gaussians; it needs --backbone gs")
+            if not Path(self.init_ply).is_file():
+                raise UserError(f"--init-ply: no such file: {self.init_ply}")
+            if not 0.0 < self.init_ply_scale < float("inf"):
+                raise UserError("init_ply_scale must be positive")
         gs = self.guidance_config.guidance_scale
         if gs is not None and not (0 < gs < math.inf):
             raise UserError(f"--cfg must be positive and finite, got {gs}")
@@ -91,43 +111,41 @@ class GenerateConfig:
 
 
 def preset_config(preset: str, backbone: str, guidance: str) -> GenerateConfig:
-    """The defaults of a preset: `fast` is the CPU setting for the embedded prior; `paper` is algorithm.md's."""
+    """The defaults of a preset: `fast` is the CPU setting for the embedded prior; `paper` the reference settings
+    (docs/algorithm.md, "Presets"). Method settings (CFG scale, learning rates) come from the method's own
+    `presets` table; this function names no method."""
     if preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    method = guidance_class(guidance)
     if preset == "fast":
         cfg = GenerateConfig(preset="fast", backbone=backbone, guidance=guidance, steps=400 if backbone == "gs" else 300, render_size=64)
         cfg.cameras = CameraSamplerConfig(views_per_step=4 if backbone == "gs" else 2)
-        cfg.guidance_config = GuidanceConfig(guidance_scale=fast_cfg_scale(guidance), embedding_lr=1e-3)
+        cfg.guidance_config = GuidanceConfig(**method.preset_defaults("fast", backbone))
         cfg.lambdas = {"sds": 1.0, "prior": 1.0, "sparsity": 0.0, "opacity": 0.0}
         cfg.gaussians = {"num_points": 1000, "max_gaussians": 3000, "densify_until": 300, "lr_means_steps": 400}
         cfg.nerf = {}
         cfg.checkpoint_every = 50
         return cfg
-    # paper: SD 2.1-base on CUDA, the reference settings
-    if backbone == "gs":
+    # paper: SD 2.1-base on CUDA
+    if backbone == "gs":  # the official lods-gs-embedding config (docs/algorithm.md lists each value and deviation)
         cfg = GenerateConfig(preset="paper", backbone="gs", guidance=guidance, steps=2500, render_size=512, device="cuda",
-                             prior="stabilityai/stable-diffusion-2-1-base", background="random")
-        cfg.cameras = CameraSamplerConfig(elevation_range=(-10.0, 45.0), distance_range=(3.0, 3.5), fov_range=(40.0, 70.0), views_per_step=8)
-        cfg.guidance_config = GuidanceConfig(guidance_scale=1000.0 if guidance.startswith("lods") else 100.0,
-                                             max_step_percent_annealed=0.55, anneal_start_step=500, anneal_end_step=501,
-                                             negative_prompt="a point cloud image", embedding_lr=1e-4)
-        cfg.gaussians = {"num_points": 4096}
+                             prior="stabilityai/stable-diffusion-2-1-base", background="black", adam_betas=[0.9, 0.999])
+        cfg.cameras = CameraSamplerConfig(elevation_range=(-10.0, 45.0), distance_range=(2.5, 4.0), fov_range=(40.0, 70.0), views_per_step=8)
+        cfg.guidance_config = GuidanceConfig(max_step_percent_annealed=0.55, anneal_start_step=500, anneal_end_step=501,
+                                             negative_prompt="a point cloud image", **method.preset_defaults("paper", "gs"))
+        cfg.gaussians = {"num_points": 4096, "init_radius": 0.8, "lr_means": 1.75e-4, "lr_means_final": 8.75e-5,
+                         "lr_means_steps": 2500, "lr_opacities": 1e-2, "lr_colors": 1.25e-2, "densify_from": 300,
+                         "densify_until": 1000, "densify_every": 100, "prune_screen_size": 20.0, "max_gaussians": 500_000}
+        cfg.lambdas = {"sds": 1.0, "prior": 1.0, "sparsity": 1.0, "opacity": 0.0}
     else:
         cfg = GenerateConfig(preset="paper", backbone="nerf", guidance=guidance, steps=25000, render_size=256, device="cuda",
                              prior="stabilityai/stable-diffusion-2-1-base", resolution_schedule=[[10000, 512]], background="random")
         cfg.cameras = CameraSamplerConfig(elevation_range=(-10.0, 45.0), distance_range=(1.5, 2.0), fov_range=(40.0, 70.0), views_per_step=1)
-        cfg.guidance_config = GuidanceConfig(guidance_scale=1000.0 if guidance.startswith("lods") else 100.0,
-                                             max_step_percent_annealed=0.5, anneal_start_step=10000, anneal_end_step=10001,
-                                             negative_prompt="", embedding_lr=1e-5)
-    cfg.lambdas = {"sds": 1.0, "prior": 1.0, "sparsity": 0.0, "opacity": 0.0}
+        cfg.guidance_config = GuidanceConfig(max_step_percent_annealed=0.5, anneal_start_step=10000, anneal_end_step=10001,
+                                             negative_prompt="", **method.preset_defaults("paper", "nerf"))
+        cfg.lambdas = {"sds": 1.0, "prior": 1.0, "sparsity": 0.0, "opacity": 0.0}
     cfg.checkpoint_every = 1000
     return cfg
-
-
-def fast_cfg_scale(guidance: str) -> float:
-    """CFG scales for the embedded prior. Chosen before any sweep; `lods bench cfg` (docs/results.md) later found
-    both SDS and LODS best at the lowest s tried (30), so LODS's 100 here costs it about 0.2 dB."""
-    return {"sds": 20.0, "csd": 1.0, "vsd": 7.5}.get(guidance, 100.0)
 
 
 def render_size_at(cfg: GenerateConfig, step: int) -> int:
@@ -141,8 +159,12 @@ def render_size_at(cfg: GenerateConfig, step: int) -> int:
 def build_scene(cfg: GenerateConfig, device: torch.device) -> Scene3D:
     if cfg.backbone == "gs":
         from ..scenes.gaussians import GaussianConfig, GaussianScene
+        from ..scenes.init_ply import scene_from_ply
 
-        return GaussianScene(from_dict(GaussianConfig, cfg.gaussians), seed=cfg.seed).to(device)
+        gcfg = from_dict(GaussianConfig, cfg.gaussians)
+        if cfg.init_ply is not None:
+            return scene_from_ply(cfg.init_ply, gcfg, scale=cfg.init_ply_scale, seed=cfg.seed).to(device)
+        return GaussianScene(gcfg, seed=cfg.seed).to(device)
     from ..scenes.field import FieldConfig, RadianceField
 
     return RadianceField(from_dict(FieldConfig, cfg.nerf), seed=cfg.seed).to(device)
@@ -151,6 +173,8 @@ def build_scene(cfg: GenerateConfig, device: torch.device) -> Scene3D:
 def _background(cfg: GenerateConfig, n: int, device) -> torch.Tensor:
     if cfg.background == "random":
         return torch.rand(n, 3, device=device)
+    if cfg.background == "black":
+        return torch.zeros(n, 3, device=device)
     return torch.ones(n, 3, device=device)
 
 
@@ -167,7 +191,7 @@ class _Checkpoint:
         tensors.update(opt_t)
         save_checkpoint(self.path, tensors, {"step": step, "optimizer": opt_meta, "history": history})
 
-    def restore(self, scene: Scene3D, guidance, device) -> tuple[int, list, torch.optim.Optimizer]:
+    def restore(self, scene: Scene3D, guidance, device, betas) -> tuple[int, list, torch.optim.Optimizer]:
         """Load the checkpoint into `scene` and `guidance`; returns (step, history, optimizer)."""
         tensors, meta = load_checkpoint(self.path)
         try:
@@ -175,7 +199,7 @@ class _Checkpoint:
             scene.load_state_tensors({k[6:]: v.to(device) for k, v in tensors.items() if k.startswith("scene/")})
             guidance.load_state_dict({k[9:]: v.to(device) for k, v in tensors.items() if k.startswith("guidance/")},
                                      strict=False)
-            optimizer = _build_optimizer(scene, guidance)
+            optimizer = _build_optimizer(scene, guidance, betas)
             optimizer_from_tensors(optimizer, {k: v.to(device) for k, v in tensors.items()}, meta["optimizer"])
         except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as e:
             reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
@@ -189,9 +213,9 @@ def _is_learned(guidance, key: str) -> bool:
     return key in named and id(named[key]) in learned
 
 
-def _build_optimizer(scene: Scene3D, guidance) -> torch.optim.Optimizer:
+def _build_optimizer(scene: Scene3D, guidance, betas=(0.9, 0.99)) -> torch.optim.Optimizer:
     groups = scene.param_groups() + guidance.param_groups()
-    return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
+    return torch.optim.Adam(groups, betas=tuple(betas), eps=1e-15)
 
 
 class LoopHooks:
@@ -245,14 +269,14 @@ def _run(cfg: GenerateConfig, run: RunDir, signals: StopSignals, progress, hooks
     start, history, before = 0, [], 0.0
     resumed = run.has_checkpoint()
     if resumed:
-        start, history, optimizer = ckpt.restore(scene, guidance, device)
+        start, history, optimizer = ckpt.restore(scene, guidance, device, cfg.adam_betas)
         if start > cfg.steps:
             raise UserError(f"the run in {out} is already at step {start}; --steps {cfg.steps} would shorten it: give "
                             f"--steps {start} or more (or leave --steps out)")
         before = float(run.progress().get("seconds", 0.0))
         signals.step = start
     else:
-        optimizer = _build_optimizer(scene, guidance)
+        optimizer = _build_optimizer(scene, guidance, cfg.adam_betas)
     atomic_write_text(out / "config.yaml", dump_yaml(cfg))
     run.record(cfg)
     hooks.start(cfg, out, resumed)
@@ -306,7 +330,8 @@ def _run(cfg: GenerateConfig, run: RunDir, signals: StopSignals, progress, hooks
 def finish(cfg: GenerateConfig, scene: Scene3D, prior, history: list, seconds: float, start: int = 0,
            extra_metrics=None) -> dict:
     """Write the exports and metrics.json of a finished run; `extra_metrics(cfg, scene, prior)` adds entries."""
-    from ..export.mesh import extract_mesh, save_glb
+    from ..export.assets import export_mesh
+    from ..export.ply import save_ply
     from ..export.video import render_turntable, save_views_grid
 
     out = Path(cfg.out)
@@ -314,14 +339,9 @@ def finish(cfg: GenerateConfig, scene: Scene3D, prior, history: list, seconds: f
     outputs = {}
     with torch.no_grad():
         if cfg.backbone == "gs":
-            scene.save_ply(out / "model.ply")
+            save_ply(scene, out / "model.ply")
             outputs["ply"] = "model.ply"
-        try:
-            mesh = extract_mesh(scene, resolution=cfg.export.mesh_resolution)
-            save_glb(mesh, out / "mesh.glb")
-            outputs["mesh"] = "mesh.glb"
-        except ValueError as e:  # an empty density field has no surface
-            outputs["mesh_error"] = str(e)
+        outputs.update(export_mesh(scene, out, cfg.export))
         white = torch.ones(3, device=next(scene.parameters()).device)
         video = render_turntable(scene, out / "turntable.mp4", size=cfg.export.turntable_size, frames=cfg.export.turntable_frames,
                                  background=white)

@@ -27,13 +27,17 @@ def _lora_layers(unet):
     return [m for m in unet.modules() if isinstance(m, LoraLayer)]
 
 
-def _set_scale(unet, name: str, scale: float) -> None:
+def _set_scale(unet, name: str, scale) -> None:
+    """`scale` a float, or a (B,) tensor: one scale per sample of the next call (batch-first inputs)."""
+    if torch.is_tensor(scale):
+        scale = scale.reshape(-1, 1, 1)
     for layer in _lora_layers(unet):
         layer.set_scale(name, scale)
 
 
 def add_lora(unet, name: str, rank: int = 4, alpha: float | None = None) -> str:
-    """Add a rank-`rank` LoRA (up-projection zero) on every attention projection; returns its (unique) name."""
+    """Add a rank-`rank` LoRA on every attention projection; returns its (unique) name. As the reference LoRA
+    layer: down-projection from N(0, std 1/rank), up-projection zero (peft's init_lora_weights="gaussian")."""
     from peft import LoraConfig
 
     existing = adapter_names(unet)
@@ -41,7 +45,7 @@ def add_lora(unet, name: str, rank: int = 4, alpha: float | None = None) -> str:
     while unique in existing:
         unique, k = f"{name}_{k}", k + 1
     config = LoraConfig(
-        r=rank, lora_alpha=alpha if alpha is not None else rank, target_modules=list(LORA_TARGETS), init_lora_weights=True
+        r=rank, lora_alpha=alpha if alpha is not None else rank, target_modules=list(LORA_TARGETS), init_lora_weights="gaussian"
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*multiple adapters.*")  # intended: adapters share one UNet
@@ -57,8 +61,9 @@ def add_lora(unet, name: str, rank: int = 4, alpha: float | None = None) -> str:
 
 
 @contextmanager
-def adapter_scale(unet, name: str, scale: float):
-    """Within the block, adapter `name` acts at `scale` (all others at 0); afterwards it is silenced again."""
+def adapter_scale(unet, name: str, scale):
+    """Within the block, adapter `name` acts at `scale` (all others at 0); afterwards it is silenced again.
+    A (B,) tensor `scale` gives each sample of a batched call its own scale (e.g. 0 and 0.5 in one call)."""
     if name not in adapter_names(unet):
         raise KeyError(f"no LoRA adapter {name!r}; adapters: {adapter_names(unet)}")
     _set_scale(unet, name, scale)

@@ -207,16 +207,19 @@ class Prior:
         z_t: torch.Tensor,
         t: torch.Tensor,
         embeddings: torch.Tensor,
-        lora_scale: float = 0.0,
+        lora_scale: float | torch.Tensor = 0.0,
         adapter: str | None = None,
         class_labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """ε(z_t; embeddings, t) for a batch; `adapter` at `lora_scale` (0: the pretrained model alone)."""
+        """ε(z_t; embeddings, t) for a batch; `adapter` at `lora_scale` (0: the pretrained model alone; a (B,)
+        tensor: one scale per sample)."""
         b = z_t.shape[0]
         t = torch.as_tensor(t, device=self.device).reshape(-1)
         if t.numel() == 1:
             t = t.expand(b)
-        if adapter is None and lora_scale != 0.0:
+        if torch.is_tensor(lora_scale):
+            lora_scale = lora_scale.to(self.device, torch.float32)
+        if adapter is None and (torch.is_tensor(lora_scale) or lora_scale != 0.0):
             names = lora.adapter_names(self.unet)
             if len(names) != 1:
                 raise ValueError(f"lora_scale given without an adapter name; adapters: {names}")

@@ -1,5 +1,5 @@
 """3D Gaussian Splatting as a `Scene3D`: parameters, per-attribute learning rates, adaptive density control
-(clone / split / prune, editing the optimizer in place), mesh queries and the standard 3DGS ply layout.
+(clone / split / prune, editing the optimizer in place), mesh queries; the ply file is lods.export.ply.
 """
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,7 +16,6 @@ from ..errors import UserError
 from ..render.cameras import Cameras
 from ..render.gaussians import rasterize_gaussians
 from ..render.splat_torch import quat_to_rotmat
-from ..utils.io import atomic_save
 from .base import Scene3D
 
 SH_C0 = 0.28209479177387814
@@ -56,6 +54,7 @@ class GaussianConfig:
     percent_dense: float = 0.01  # split above percent_dense * scene_extent (max scale), clone below
     prune_opacity: float = 0.005
     prune_scale: float = 0.5  # prune Gaussians whose max scale exceeds prune_scale * scene_extent (3DGS: 0.1, late)
+    prune_screen_size: float | None = None  # prune Gaussians whose screen radius exceeded this (pixels) since the last densify
     max_gaussians: int = 50_000
     opacity_reset_every: int = 0  # 0 = never; 3DGS resets opacities to <= 0.01 every 3000 steps
     # optional regularisers (the loop weights them with lambda_*)
@@ -89,6 +88,25 @@ def sh_to_rgb(sh: torch.Tensor, dirs: torch.Tensor | None, degree: int) -> torch
                     + SH_C3[5] * z * (xx - yy) * sh[..., 14, :] + SH_C3[6] * x * (xx - 3 * yy) * sh[..., 15, :]
                 )
     return (out + 0.5).clamp(0.0, 1.0)
+
+
+def sh_basis(dirs: torch.Tensor, degree: int) -> torch.Tensor:
+    """The real SH basis (..., (degree+1)^2) at unit directions (..., 3), in the order and signs of `sh_to_rgb`
+    (colour = 0.5 + sh_basis(dirs) @ sh)."""
+    x, y, z = dirs[..., 0], dirs[..., 1], dirs[..., 2]
+    out = [torch.full_like(x, SH_C0)]
+    if degree > 0:
+        out += [-SH_C1 * y, SH_C1 * z, -SH_C1 * x]
+    if degree > 1:
+        xx, yy, zz = x * x, y * y, z * z
+        out += [SH_C2[0] * x * y, SH_C2[1] * y * z, SH_C2[2] * (2 * zz - xx - yy), SH_C2[3] * x * z, SH_C2[4] * (xx - yy)]
+    if degree > 2:
+        out += [
+            SH_C3[0] * y * (3 * xx - yy), SH_C3[1] * x * y * z, SH_C3[2] * y * (4 * zz - xx - yy),
+            SH_C3[3] * z * (2 * zz - 3 * xx - 3 * yy), SH_C3[4] * x * (4 * zz - xx - yy), SH_C3[5] * z * (xx - yy),
+            SH_C3[6] * x * (xx - 3 * yy),
+        ]
+    return torch.stack(out, -1)
 
 
 def rgb_to_sh(rgb: torch.Tensor) -> torch.Tensor:
@@ -164,6 +182,7 @@ class GaussianScene(Scene3D):
         n, dev = self.means.shape[0], self.means.device
         self.register_buffer("grad_accum", torch.zeros(n, device=dev), persistent=False)
         self.register_buffer("grad_count", torch.zeros(n, device=dev), persistent=False)
+        self.register_buffer("max_radii", torch.zeros(n, device=dev), persistent=False)
 
     # ----- activated attributes -----
     @property
@@ -209,6 +228,8 @@ class GaussianScene(Scene3D):
 
     def regularizers(self, out: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         losses = {}
+        if "alpha" in out:  # mean rendered opacity: less stray matter (as the field's loss_sparsity)
+            losses["loss_sparsity"] = out["alpha"].mean()
         if self.cfg.reg_opacity_entropy:
             p = self.get_opacities().clamp(1e-6, 1 - 1e-6)
             losses["loss_opacity"] = -(p * p.log() + (1 - p) * (1 - p).log()).mean()
@@ -251,6 +272,7 @@ class GaussianScene(Scene3D):
         visible = (out["radii"] > 0).all(-1)
         self.grad_accum += (grad.norm(dim=-1) * visible).sum(0)
         self.grad_count += visible.sum(0)
+        self.max_radii = torch.maximum(self.max_radii, out["radii"].amax(dim=(0, 2)).to(self.max_radii))
 
     @torch.no_grad()
     def densify_and_prune(self, optimizer: torch.optim.Optimizer | None) -> dict[str, int]:
@@ -266,6 +288,8 @@ class GaussianScene(Scene3D):
             candidates &= keep
         small = max_scale <= cfg.percent_dense * cfg.scene_extent
         clone, split = candidates & small, candidates & ~small
+        big = self.max_radii > cfg.prune_screen_size if cfg.prune_screen_size is not None else torch.zeros_like(clone)
+        n_children = 2 * int(split.sum())
 
         # Clone: copy as is. Split: two children sampled from the parent, scales / 1.6, parent removed.
         extra = {name: getattr(self, name).data[clone] for name in PARAMS}
@@ -282,6 +306,8 @@ class GaussianScene(Scene3D):
 
         max_scale = self.get_scales().max(-1).values
         prune = (self.get_opacities() < cfg.prune_opacity) | (max_scale > cfg.prune_scale * cfg.scene_extent)
+        # rows are now [kept (not split), clones, children]; children start small on screen
+        prune |= torch.cat([big[~split], big[clone], big.new_zeros(n_children)])
         if bool(prune.all()):  # never remove every Gaussian
             prune[:] = False
         self._replace_rows(optimizer, (~prune).nonzero().squeeze(1), None)
@@ -377,66 +403,16 @@ class GaussianScene(Scene3D):
         if "gaussians/rng" in tensors:
             self._gen.set_state(tensors["gaussians/rng"].cpu())
 
-    @torch.no_grad()
-    def save_ply(self, path: str | Path, pad_sh_degree: int = 3) -> None:
-        """The standard 3DGS ply: x y z nx ny nz f_dc_0..2 f_rest_* opacity (logit) scale_0..2 (log) rot_0..3.
-
-        SH bands above the scene's degree are written as zeros up to `pad_sh_degree` (3 = the 45 f_rest columns
-        that the reference 3DGS viewers expect); `load_ply` drops all-zero top bands again.
-        """
-        from plyfile import PlyData, PlyElement
-
-        n = self.num_gaussians
-        f_rest = self.f_rest.detach()
-        pad = (max(pad_sh_degree, self.cfg.sh_degree) + 1) ** 2 - 1 - f_rest.shape[1]
-        if pad > 0:
-            f_rest = torch.cat([f_rest, f_rest.new_zeros(n, pad, 3)], 1)
-        rest = f_rest.transpose(1, 2).reshape(n, -1)  # channel-major, as 3DGS writes it
-        columns = [
-            ("x", self.means[:, 0]), ("y", self.means[:, 1]), ("z", self.means[:, 2]),
-            ("nx", torch.zeros(n)), ("ny", torch.zeros(n)), ("nz", torch.zeros(n)),
-            *[(f"f_dc_{i}", self.f_dc[:, i]) for i in range(3)],
-            *[(f"f_rest_{i}", rest[:, i]) for i in range(rest.shape[1])],
-            ("opacity", self.opacities),
-            *[(f"scale_{i}", self.scales[:, i]) for i in range(3)],
-            *[(f"rot_{i}", self.quats[:, i]) for i in range(4)],
-        ]
-        data = np.empty(n, dtype=[(name, "f4") for name, _ in columns])
-        for name, values in columns:
-            data[name] = values.detach().float().cpu().numpy()
-        ply = PlyData([PlyElement.describe(data, "vertex")])
-        atomic_save(Path(path), lambda tmp: ply.write(str(tmp)))
-
     @classmethod
-    def load_ply(cls, path: str | Path, cfg: GaussianConfig | None = None) -> "GaussianScene":
-        """Read a 3DGS ply (any SH degree up to 3); cfg.sh_degree is set from the file."""
-        from plyfile import PlyData
-
-        v = PlyData.read(str(path))["vertex"]
-        names = [p.name for p in v.properties]
-        n_rest = sum(name.startswith("f_rest_") for name in names)
-        degree = int(round(math.sqrt(n_rest // 3 + 1))) - 1
-        if (degree + 1) ** 2 - 1 != n_rest // 3 or n_rest % 3:
-            raise UserError(f"{path}: {n_rest} f_rest properties do not match an SH degree")
-
-        def cols(*keys):
-            return torch.from_numpy(np.stack([np.asarray(v[k], dtype=np.float32) for k in keys], -1))
-
-        n = len(v["x"])
-        rest = cols(*[f"f_rest_{i}" for i in range(n_rest)]) if n_rest else torch.zeros(n, 0)
-        rest = rest.reshape(n, 3, -1).transpose(1, 2)  # (n, coefficients, 3)
-        while degree > 0 and not rest[:, degree**2 - 1:].any():  # zero bands, as save_ply pads them
-            degree -= 1
-            rest = rest[:, : (degree + 1) ** 2 - 1]
+    def from_tensors(cls, tensors: dict[str, torch.Tensor], cfg: GaussianConfig | None = None) -> "GaussianScene":
+        """A scene holding the given parameters (keys PARAMS, f_rest (N, (d+1)^2 - 1, 3)); cfg.sh_degree follows
+        f_rest. Used by the ply loader (lods.export.ply)."""
+        n_rest = tensors["f_rest"].shape[1]
+        degree = int(round(math.sqrt(n_rest + 1))) - 1
+        if (degree + 1) ** 2 - 1 != n_rest or not 0 <= degree <= 3:
+            raise UserError(f"{n_rest} SH coefficients per colour channel do not match an SH degree 0..3")
         cfg = dataclasses.replace(cfg or GaussianConfig(), sh_degree=degree, init="ball")
         scene = cls(dataclasses.replace(cfg, num_points=1, init_scale=0.01))  # a cheap placeholder, overwritten below
         scene.cfg = cfg
-        scene.load_state_tensors({
-            "gaussians/means": cols("x", "y", "z"),
-            "gaussians/scales": cols("scale_0", "scale_1", "scale_2"),
-            "gaussians/quats": cols("rot_0", "rot_1", "rot_2", "rot_3"),
-            "gaussians/opacities": cols("opacity")[:, 0],
-            "gaussians/f_dc": cols("f_dc_0", "f_dc_1", "f_dc_2"),
-            "gaussians/f_rest": rest.contiguous(),
-        })
+        scene.load_state_tensors({f"gaussians/{k}": tensors[k].float().contiguous() for k in PARAMS})
         return scene
