@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
+from typer import Abort
 
-from .errors import UserError
+try:  # typer >= 0.2x vendors click
+    from typer._click.core import ParameterSource
+    from typer._click.exceptions import UsageError
+except ImportError:  # pragma: no cover - older typer on click
+    from click.core import ParameterSource
+    from click.exceptions import UsageError
+
+from .errors import LodsError, UserError
 
 app = typer.Typer(
     add_completion=False,
@@ -40,6 +49,19 @@ def _device(device: str) -> str:
         if not torch.cuda.is_available():
             raise UserError("--device cuda was asked for but no CUDA device is available")
     return device
+
+
+def not_started(out: Path) -> bool:
+    """A folder a run opened but was stopped in before it wrote config.yaml (or a checkpoint)."""
+    from .runs import CHECKPOINT, RunDir
+
+    return out.is_dir() and not (out / "config.yaml").exists() and not (out / CHECKPOINT).exists() \
+        and RunDir(out, "").contents() <= {".lock", "checkpoints"}
+
+
+def given(ctx, name: str) -> bool:
+    """Whether option `name` was given (command line or environment), not left at its default."""
+    return ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
 
 
 def apply_sets(config, sets: list[str] | None):
@@ -154,8 +176,8 @@ def prior_sample(
     from .priors.prior import Prior
     from .priors.sampling import sample_grid
 
-    if n <= 0 or steps <= 0 or cfg <= 0:
-        raise UserError("--n, --steps and --cfg must be positive")
+    if n <= 0 or steps <= 0 or not 0 < cfg < math.inf:
+        raise UserError(f"--n and --steps must be positive and --cfg positive and finite (got --cfg {cfg})")
     p = Prior.load(prior, device=_device(device))
     for text in prompts:
         p.check_prompt(text)
@@ -180,8 +202,8 @@ def prior_eval(
     from .utils.io import atomic_write_json
     from .world.judge import Judge
 
-    if n <= 0 or steps <= 0 or any(c <= 0 for c in cfg):
-        raise UserError("--n, --steps and --cfg must be positive")
+    if n <= 0 or steps <= 0 or not all(0 < c < math.inf for c in cfg):
+        raise UserError("--n and --steps must be positive and every --cfg positive and finite")
     p = Prior.load(prior, device=_device(device))
     if p.vocabulary is None:
         raise UserError("prior eval needs a world prior (its judge only knows the world)")
@@ -193,6 +215,7 @@ def prior_eval(
 
 @app.command()
 def generate(
+    ctx: typer.Context,
     prompt: str = typer.Argument(..., help="Text prompt (a world caption for the embedded prior, e.g. 'a red cube')."),
     backbone: str = typer.Option("gs", help="gs (3D Gaussians) or nerf (radiance field)."),
     guidance: str = typer.Option("lods-embedding", help="sds, csd, lods-embedding, lods-lora or vsd."),
@@ -203,7 +226,8 @@ def generate(
     seed: int = typer.Option(0, help="Random seed."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: the preset's)."),
     out: Optional[Path] = typer.Option(None, help="Run folder (default: outputs/<prompt>-<backbone>-<guidance>)."),
-    resume: bool = typer.Option(False, help="Continue the run in OUT from its last checkpoint."),
+    resume: bool = typer.Option(False, help="Continue the run in OUT from its last checkpoint; flags given must match "
+                                "the run's (only --steps may change: a larger value extends a finished run)."),
     mesh: Optional[str] = typer.Option(None, help="vertex (vertex colours, the default) or textured (UV-unwrapped, "
                                        "baked texture; also mesh.obj/.mtl/.png)."),
     mesh_faces: Optional[int] = typer.Option(None, help="Decimate the mesh to at most this many faces."),
@@ -221,21 +245,31 @@ def generate(
     if out is None:
         slug = "-".join("".join(ch if ch.isalnum() else " " for ch in prompt.lower()).split())[:60] or "run"
         out = Path("outputs") / f"{slug}-{backbone}-{guidance}"
+    if resume and not_started(out):
+        resume = False  # stopped before it wrote its config: the same command starts it over
     if resume:
         config = load_run_config(out)
         if getattr(config, "task", None) == "image-to-3d":
             raise UserError(f"{out} is an image-to-3d run; resume it with `lods image-to-3d --resume --out {out}`")
-        if steps is not None:
-            config.steps = steps
+        config.out = str(out)  # the folder given, wherever the run was first written
+        # flags given on the command line are checked against the run (run_generate lists any difference)
+        config.prompt = prompt
+        for name, value in (("backbone", backbone), ("guidance", guidance), ("preset", preset), ("seed", seed)):
+            if given(ctx, name):
+                setattr(config, name, value)
+        apply_flags(config, prior=prior, steps=steps, cfg=cfg, device=device)
     else:
         config = preset_config(preset, backbone, guidance)
         config.prompt, config.seed, config.out = prompt, seed, str(out)
         apply_flags(config, prior=prior, steps=steps, cfg=cfg, device=device)
-        if init_ply is not None:
-            config.init_ply, config.init_ply_scale = str(init_ply), init_ply_scale
-        if shared_draw:
-            config.guidance_config.shared_draw = True
-        config = apply_sets(config, set_)
+    # also on --resume, so that a contradiction is listed rather than ignored
+    if init_ply is not None:
+        config.init_ply = str(init_ply)
+    if given(ctx, "init_ply_scale"):
+        config.init_ply_scale = init_ply_scale
+    if shared_draw:
+        config.guidance_config.shared_draw = True
+    config = apply_sets(config, set_)
     if mesh is not None:
         config.export.mesh = mesh
     if mesh_faces is not None:
@@ -269,6 +303,9 @@ def eval_run(
     from .pipelines.evaluate_run import evaluate_run
 
     result = evaluate_run(run_dir)
+    if result.get("unfinished"):
+        typer.echo(f"lods: warning: {run_dir} is unfinished; scored its checkpoint at step {result['checkpoint_step']} "
+                   "(finish it with `lods generate ... --resume`)", err=True)
     typer.echo(json.dumps({k: v for k, v in result.items() if not isinstance(v, list)}, indent=2))
 
 
@@ -319,29 +356,49 @@ cli_bench.register(bench_app)
 
 
 def main() -> None:
-    """Entry point: bad input is one line on stderr and exit 2; no traceback."""
+    """Entry point: every failure is one line on stderr and an exit code (README: exit codes); no traceback."""
+    sys.exit(run_main(sys.argv[1:]))
+
+
+def run_main(argv: list[str]) -> int:
     threads = os.environ.get("LODS_THREADS")
     try:
         if threads:
             import torch
 
             torch.set_num_threads(int(threads))
-        app()  # click reports usage errors itself (exit 2)
-    except UserError as e:
-        print(f"lods: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        code = app(argv, prog_name="lods", standalone_mode=False)
+        return code if isinstance(code, int) else 0
+    except LodsError as e:
+        return _fail(str(e), e.exit_code)
+    except UsageError as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # `lods` alone: the help was printed
+            return 0
+        where = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
+        return _fail(" ".join(e.format_message().split()) + where, 2)
+    except (KeyboardInterrupt, Abort):
+        return _fail("interrupted", 130)
     except FileNotFoundError as e:
-        print(f"lods: error: {e.strerror}: {e.filename}", file=sys.stderr)
-        sys.exit(2)
+        return _fail(f"{e.strerror}: {e.filename}", 2)
     except OSError as e:
-        if e.errno == errno.ENOSPC:
-            print("lods: error: no space left on the device; nothing was overwritten", file=sys.stderr)
-        else:
-            print(f"lods: error: {e}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("lods: interrupted (the last checkpoint is kept; rerun with --resume)", file=sys.stderr)
-        sys.exit(130)
+        return _fail(_os_error_line(e), 1)
+    except MemoryError:
+        return _fail("out of memory; try a smaller --steps / render size, or close other programs", 1)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"lods: error: {message}", file=sys.stderr)
+    return code
+
+
+def _os_error_line(e: OSError) -> str:
+    """One line for an OSError: the environment, not the input (exit 1)."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on the device{f' writing {e.filename}' if e.filename else ''}; the last checkpoint and " \
+               "earlier outputs are kept (free some space, then rerun with --resume)"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{e.strerror}: {e.filename}" if e.filename else str(e)
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import typer
 def register(app) -> None:
     @app.command("image-to-3d")
     def image_to_3d(
+        ctx: typer.Context,
         image: Optional[Path] = typer.Argument(None, help="The object's image (RGBA, or RGB on a plain background); "
                                                "not needed with --resume."),
         prompt: Optional[str] = typer.Option(None, help="What the image shows (default with the embedded prior: the "
@@ -30,17 +31,27 @@ def register(app) -> None:
     ):
         """Image-to-3D: fit the image as the front view, the prior on novel views; writes reference.png, model.ply,
         mesh.glb, turntable, views.png and metrics.json (reference-view PSNR/SSIM, novel-view scores)."""
-        from .cli import apply_flags
+        from .cli import apply_flags, given, not_started
         from .errors import UserError
         from .pipelines.image_to_3d import image_preset_config, load_image_run_config, run_image_to_3d
         from .progress import progress_bar
 
+        if resume and out is not None and image is not None and not_started(out):
+            resume = False  # stopped before it wrote its config: start it over
         if resume:
             if out is None:
                 raise UserError("--resume needs --out, the run folder to continue")
             config = load_image_run_config(out)
-            if steps is not None:
-                config.steps = steps
+            config.out = str(out)  # the folder given, wherever the run was first written
+            # flags given on the command line are checked against the run (run_generate lists any difference)
+            if image is not None:
+                config.image = str(image)
+            if prompt is not None:
+                config.prompt = prompt
+            for name, value in (("backbone", backbone), ("guidance", guidance), ("preset", preset), ("seed", seed)):
+                if given(ctx, name):
+                    setattr(config, name, value)
+            apply_flags(config, prior=prior, steps=steps, cfg=cfg, device=device)
         else:
             if image is None:
                 raise UserError("missing IMAGE: the image to reconstruct")

@@ -153,14 +153,19 @@ def test_vsd(folder, prior):
     assert not prior.unet.time_embedding._forward_hooks
 
 
-def test_grad_clip_and_nan_to_num():
+def test_grad_clip_and_a_nan_gradient_is_not_hidden():
     from lods.guidance.base import distillation_loss
 
     z = torch.zeros(2, 1, 2, 2, requires_grad=True)
-    grad = torch.tensor([5.0, -5.0, float("nan"), 0.5]).view(1, 1, 2, 2).expand(2, 1, 2, 2)
+    grad = torch.tensor([5.0, -5.0, 0.25, 0.5]).view(1, 1, 2, 2).expand(2, 1, 2, 2)
     loss, used = distillation_loss(z, grad, clip=1.0)
     loss.backward()
-    expected = torch.tensor([1.0, -1.0, 0.0, 0.5]).view(1, 1, 2, 2).expand(2, 1, 2, 2)
+    expected = torch.tensor([1.0, -1.0, 0.25, 0.5]).view(1, 1, 2, 2).expand(2, 1, 2, 2)
     torch.testing.assert_close(used, expected)
     torch.testing.assert_close(z.grad, expected / 2)
     torch.testing.assert_close(loss, 0.5 * expected.square().sum() / 2)
+    # a NaN in the gradient reaches the loss (the loop then stops with Diverged) instead of silently becoming 0
+    nan_grad = grad.clone()
+    nan_grad[:, :, 1, 0] = float("nan")
+    loss, _ = distillation_loss(z, nan_grad, clip=1.0)
+    assert not torch.isfinite(loss)

@@ -4,7 +4,7 @@ import pytest
 import torch
 import yaml
 
-from lods.errors import UserError
+from lods.errors import Diverged, UserError
 from lods.guidance import GUIDANCES, GuidanceConfig
 from lods.pipelines.distill2d import Distill2DConfig, run_distill2d, saturation
 from lods.priors.prior import Prior
@@ -108,18 +108,29 @@ def test_nan_loss_keeps_previous_result(world_folder, tmp_path):
     prior = Prior.load(str(world_folder))
     prior.predict_noise = lambda z_t, *a, **k: torch.full_like(z_t, float("nan"))
     cfg = Distill2DConfig(prompt="a red cube", guidance="lods-embedding", steps=3, out=str(out))
-    with pytest.raises(UserError, match="loss became NaN at step 0"):
+    with pytest.raises(Diverged, match="loss became nan at step 0"):
         run_distill2d(cfg, prior=prior)
     assert leftovers(tmp_path) == ["run"] and (out / "image.png").read_text() == "previous result"
 
 
-def test_finished_run_replaces_previous_result(world_folder, tmp_path):
+def test_finished_run_replaces_previous_distill2d_result(world_folder, tmp_path):
+    out = tmp_path / "run"
+    cfg = Distill2DConfig(prompt="a red cube", guidance="csd", prior=str(world_folder), steps=1, out=str(out))
+    run_distill2d(cfg)
+    first = (out / "metrics.json").read_text()
+    cfg.seed = 1
+    run_distill2d(cfg)
+    assert FILES <= {p.name for p in out.iterdir()} and (out / "metrics.json").read_text() != first
+    assert leftovers(tmp_path) == ["run"]
+
+
+def test_a_folder_it_did_not_write_is_never_deleted(world_folder, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "stale.txt").write_text("old")
-    run_distill2d(Distill2DConfig(prompt="a red cube", guidance="csd", prior=str(world_folder), steps=1, out=str(out)))
-    assert FILES <= {p.name for p in out.iterdir()} and not (out / "stale.txt").exists()
-    assert leftovers(tmp_path) == ["run"]
+    with pytest.raises(UserError, match="not a distill2d result"):
+        run_distill2d(Distill2DConfig(prompt="a red cube", guidance="csd", prior=str(world_folder), steps=1, out=str(out)))
+    assert sorted(p.name for p in out.iterdir()) == ["stale.txt"]
 
 
 def test_saturation():

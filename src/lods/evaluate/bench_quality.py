@@ -180,7 +180,7 @@ class ImageRewardScorer:
         folder = imagereward_dir(weights_dir)
         self.device = device
         self.model = _Model(device=device, med_config=str(folder / "med_config.json")).to(device)
-        self.model.load_state_dict(torch.load(folder / "ImageReward.pt", map_location="cpu"), strict=False)
+        self.model.load_state_dict(torch.load(folder / "ImageReward.pt", map_location="cpu", weights_only=True), strict=False)
         self.model.eval()
 
     def score_run(self, run_dir: Path, prompt: str) -> float:

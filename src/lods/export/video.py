@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from PIL import Image
 
 from ..render.cameras import Cameras, evaluation_cameras, orbit_cameras
 from ..scenes.base import Scene3D
-from ..utils.io import atomic_write_bytes
+from ..utils.io import atomic_write_bytes, tmp_path
 from .images import image_grid, save_image, to_uint8
 
 
@@ -60,8 +59,7 @@ def turntable_cameras(frames: int = 60, elevation: float = 20.0, distance: float
 def _write_mp4(frames: list[np.ndarray], path: Path, fps: float) -> None:
     import imageio.v2 as imageio
 
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    name = str(tmp_path(path, suffix=path.suffix))  # 0644-style permissions, unlike mkstemp's 0600
     try:
         # macro_block_size 2: yuv420p needs even sides, and the usual 16 would rescale small renders
         with imageio.get_writer(

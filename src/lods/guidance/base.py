@@ -62,7 +62,7 @@ class GuidanceConfig:
 
 def distillation_loss(z: torch.Tensor, grad: torch.Tensor, clip: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """`0.5 * sum((z - stopgrad(z - grad))^2) / B`: d loss / dz = grad / B. Returns (loss, the grad used)."""
-    grad = torch.nan_to_num(grad.detach().float())
+    grad = grad.detach().float()  # a non-finite gradient makes the loss non-finite: the caller stops (Diverged)
     if clip is not None:
         grad = grad.clamp(-clip, clip)
     target = (z - grad).detach()

@@ -1,9 +1,10 @@
 """The 2D playground: optimise one image (or a few particles) with a guidance method and a prior.
 
 The optimised tensor lives in the prior's model space: the latent for a latent prior, [-1, 1] pixels for a
-pixel-space prior. One optimizer step updates it and the guidance's learnable parts together. Outputs are
-written to a temp folder beside `out` and renamed onto it at the end, so a failed run leaves nothing behind and
-an existing result is only replaced by a finished one.
+pixel-space prior. One optimizer step updates it and the guidance's learnable parts together. `out` is a locked
+`RunDir`: it must be new, empty, or an earlier distill2d result (never another command's folder). Outputs are
+written to a staging folder inside `out` and moved into place at the end, so a failed run leaves no partial
+outputs and an earlier result is only replaced by a finished one.
 """
 
 from __future__ import annotations
@@ -19,9 +20,13 @@ import numpy as np
 import torch
 
 from ..config import dump_yaml
-from ..errors import UserError
+from ..errors import Diverged, UserError
+from ..runs import RunDir, StopSignals
 from ..guidance import GuidanceConfig, build_guidance, guidance_class
 from ..utils.io import atomic_write_json, atomic_write_text
+
+
+OUTPUTS = frozenset({"image.png", "metrics.json", "config.yaml", "loss.png", "snapshots"})
 
 
 @dataclass
@@ -45,8 +50,10 @@ class Distill2DConfig:
         guidance_class(self.guidance)
         if self.steps <= 0:
             raise UserError(f"steps must be positive, got {self.steps}")
-        if self.guidance_scale is not None and not self.guidance_scale > 0:
-            raise UserError(f"the guidance (CFG) scale must be positive, got {self.guidance_scale}")
+        if not 0 <= self.seed < 2**63:
+            raise UserError(f"--seed must be an integer from 0 to 2**63 - 1, got {self.seed}")
+        if self.guidance_scale is not None and not 0 < self.guidance_scale < float("inf"):
+            raise UserError(f"the guidance (CFG) scale must be positive and finite, got {self.guidance_scale}")
         if not self.lr > 0:
             raise UserError(f"lr must be positive, got {self.lr}")
         if self.batch <= 0:
@@ -135,9 +142,14 @@ def run_distill2d(cfg: Distill2DConfig, progress=None, prior=None) -> dict:
     groups = [{"params": [z], "lr": cfg.lr, "name": "image", "weight_decay": 0.0}] + guidance.param_groups()
     optimizer = torch.optim.AdamW(groups)  # per-group weight decay; 0 for the image (plain Adam)
 
-    out = Path(cfg.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    run = RunDir(cfg.out, task="distill2d")
+    with run.open(replaces=OUTPUTS), StopSignals("interrupted; no output was written (distill2d has no checkpoints)"):
+        return _optimise(cfg, resolved, run, prior, guidance, z, g, optimizer, progress)
+
+
+def _optimise(cfg, resolved, run, prior, guidance, z, g, optimizer, progress) -> dict:
+    out = run.path
+    tmp = out / f".staging.{uuid.uuid4().hex[:8]}.tmp"  # a temp name: removed by the next run if this one is killed
     tmp.mkdir()
     try:
         history: list[dict] = []
@@ -145,7 +157,7 @@ def run_distill2d(cfg: Distill2DConfig, progress=None, prior=None) -> dict:
             losses = guidance.forward_latents(z, None, step, generator=g)
             total = sum(v for k, v in losses.items() if k.startswith("loss_"))
             if not torch.isfinite(total):
-                raise UserError(f"loss became NaN at step {step}")
+                raise Diverged(f"the loss became {float(total.detach())} at step {step}; lower the learning rate or the CFG scale")
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             optimizer.step()
@@ -179,26 +191,20 @@ def run_distill2d(cfg: Distill2DConfig, progress=None, prior=None) -> dict:
         atomic_write_json(tmp / "metrics.json", metrics)
         atomic_write_text(tmp / "config.yaml", dump_yaml(resolved))
         _save_loss_plot(tmp / "loss.png", history)
-        _replace_folder(tmp, out)
+        run.record(resolved, progress={"step": cfg.steps, "finished": True})
+        _move_outputs(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {**metrics, "out": str(out)}
 
 
-def _replace_folder(tmp: Path, out: Path) -> None:
-    """Move the finished `tmp` onto `out`; an existing `out` is removed only after the move succeeds."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except OSError:
-        if old is not None:
-            os.replace(old, out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+def _move_outputs(tmp: Path, out: Path) -> None:
+    """Move the finished outputs from `tmp` into `out`, replacing an earlier distill2d result (metrics.json last)."""
+    if (out / "snapshots").is_dir():
+        shutil.rmtree(out / "snapshots")
+    names = sorted(p.name for p in tmp.iterdir())
+    for name in sorted(names, key=lambda n: n == "metrics.json"):
+        os.replace(tmp / name, out / name)
 
 
 __all__ = ["Distill2DConfig", "prior_denoising_loss", "run_distill2d", "saturation"]

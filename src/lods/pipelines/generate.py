@@ -6,11 +6,7 @@ draw the same numbers whether the run was interrupted or not; a resumed run reac
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,14 +14,17 @@ import torch
 import yaml
 
 from ..config import dump_yaml, from_dict
-from ..errors import UserError
+from ..errors import Diverged, Interrupted, UserError
 from ..guidance import GUIDANCES, build_guidance, guidance_class
 from ..guidance.base import GuidanceConfig
 from ..render.cameras import CameraSamplerConfig, sample_cameras
 from ..scenes.base import Scene3D
-from ..utils.io import atomic_write_json, atomic_write_text, load_checkpoint, optimizer_from_tensors, optimizer_to_tensors, save_checkpoint
+from ..runs import RunDir, StopSignals, Stopwatch
+from ..utils.io import (CorruptCheckpoint, atomic_write_json, atomic_write_text, load_checkpoint, optimizer_from_tensors,
+                        optimizer_to_tensors, save_checkpoint)
 
 BACKBONES = ("gs", "nerf")
+MAX_SEED = 10**13  # every step seeds torch with seed * 1_000_003 + step, which must stay below 2**64
 PRESETS = ("fast", "paper")
 MESH_KINDS = ("vertex", "textured")
 
@@ -98,8 +97,11 @@ class GenerateConfig:
                 raise UserError(f"--init-ply: no such file: {self.init_ply}")
             if not 0.0 < self.init_ply_scale < float("inf"):
                 raise UserError("init_ply_scale must be positive")
-        if self.guidance_config.guidance_scale is not None and self.guidance_config.guidance_scale <= 0:
-            raise UserError(f"--cfg must be positive, got {self.guidance_config.guidance_scale}")
+        gs = self.guidance_config.guidance_scale
+        if gs is not None and not (0 < gs < math.inf):
+            raise UserError(f"--cfg must be positive and finite, got {gs}")
+        if not (isinstance(self.seed, int) and 0 <= self.seed <= MAX_SEED):
+            raise UserError(f"--seed must be an integer from 0 to {MAX_SEED}, got {self.seed}")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise UserError("--device cuda was asked for but no CUDA device is available")
         try:
@@ -189,9 +191,20 @@ class _Checkpoint:
         tensors.update(opt_t)
         save_checkpoint(self.path, tensors, {"step": step, "optimizer": opt_meta, "history": history})
 
-    def load(self) -> tuple[dict, dict]:
+    def restore(self, scene: Scene3D, guidance, device, betas) -> tuple[int, list, torch.optim.Optimizer]:
+        """Load the checkpoint into `scene` and `guidance`; returns (step, history, optimizer)."""
         tensors, meta = load_checkpoint(self.path)
-        return tensors, meta
+        try:
+            step, history = int(meta["step"]), list(meta["history"])
+            scene.load_state_tensors({k[6:]: v.to(device) for k, v in tensors.items() if k.startswith("scene/")})
+            guidance.load_state_dict({k[9:]: v.to(device) for k, v in tensors.items() if k.startswith("guidance/")},
+                                     strict=False)
+            optimizer = _build_optimizer(scene, guidance, betas)
+            optimizer_from_tensors(optimizer, {k: v.to(device) for k, v in tensors.items()}, meta["optimizer"])
+        except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as e:
+            reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+            raise CorruptCheckpoint(f"{self.path} does not fit this run's config ({reason})") from None
+        return step, history, optimizer
 
 
 def _is_learned(guidance, key: str) -> bool:
@@ -225,18 +238,27 @@ class LoopHooks:
 
 
 def run_generate(cfg: GenerateConfig, resume: bool = False, progress=None, hooks: LoopHooks | None = None) -> dict:
-    """Optimise a 3D scene for `cfg.prompt`; writes config, checkpoints, exports and metrics into `cfg.out`."""
-    from ..priors.prior import Prior
+    """Optimise a 3D scene for `cfg.prompt`; writes config, checkpoints, exports and metrics into `cfg.out`.
 
+    The folder is a locked `RunDir`. `resume=True` continues its last checkpoint (a folder stopped before its first
+    checkpoint starts over) and refuses a config that contradicts the recorded one, except for `steps`."""
     hooks = hooks if hooks is not None else LoopHooks()
     cfg.validate()
-    out = Path(cfg.out)
+    run = RunDir(cfg.out, task=getattr(cfg, "task", "generate"))
+    with StopSignals() as signals, run.open(resume=resume, config=cfg, recorded_config=_recorded_config):
+        return _run(cfg, run, signals, progress, hooks)
+
+
+def _recorded_config(path: Path):
+    """The config of a run folder written before run.json existed, or None."""
+    return load_run_config(path) if (Path(path) / "config.yaml").exists() else None
+
+
+def _run(cfg: GenerateConfig, run: RunDir, signals: StopSignals, progress, hooks: LoopHooks) -> dict:
+    from ..priors.prior import Prior
+
+    out = run.path
     ckpt = _Checkpoint(out)
-    if resume:
-        if not ckpt.path.exists():
-            raise UserError(f"--resume: no checkpoint in {out / 'checkpoints'}")
-    elif out.exists() and any(out.iterdir()):
-        raise UserError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     device = torch.device(cfg.device)
     prior = Prior.load(cfg.prior, device=device)
     prior.check_prompt(cfg.prompt)
@@ -244,44 +266,65 @@ def run_generate(cfg: GenerateConfig, resume: bool = False, progress=None, hooks
     torch.manual_seed(cfg.seed)
     scene = build_scene(cfg, device)
     guidance = hooks.build_guidance(cfg, prior)
-    start, history = 0, []
-    if resume:
-        tensors, meta = ckpt.load()
-        scene.load_state_tensors({k[6:]: v.to(device) for k, v in tensors.items() if k.startswith("scene/")})
-        guidance.load_state_dict({k[9:]: v.to(device) for k, v in tensors.items() if k.startswith("guidance/")}, strict=False)
-        optimizer = _build_optimizer(scene, guidance, cfg.adam_betas)
-        optimizer_from_tensors(optimizer, {k: v.to(device) for k, v in tensors.items()}, meta["optimizer"])
-        start, history = meta["step"], meta["history"]
+    start, history, before = 0, [], 0.0
+    resumed = run.has_checkpoint()
+    if resumed:
+        start, history, optimizer = ckpt.restore(scene, guidance, device, cfg.adam_betas)
+        if start > cfg.steps:
+            raise UserError(f"the run in {out} is already at step {start}; --steps {cfg.steps} would shorten it: give "
+                            f"--steps {start} or more (or leave --steps out)")
+        before = float(run.progress().get("seconds", 0.0))
+        signals.step = start
     else:
         optimizer = _build_optimizer(scene, guidance, cfg.adam_betas)
-    out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", dump_yaml(cfg))
-    hooks.start(cfg, out, resume)
+    run.record(cfg)
+    hooks.start(cfg, out, resumed)
+
+    clock = Stopwatch(before)
+
+    def checkpoint(step: int) -> None:
+        ckpt.save(step, scene, guidance, optimizer, history)
+        signals.step = step
+        run.record(cfg, progress={"step": step, "seconds": clock.total()})
 
     lambdas = {f"loss_{k}": float(v) for k, v in cfg.lambdas.items()}
-    t0 = time.time()
-    for step in range(start, cfg.steps):
-        torch.manual_seed(cfg.seed * 1_000_003 + step)
-        cams = sample_cameras(cfg.cameras).to(device)
-        size = render_size_at(cfg, step)
-        rendered, losses = hooks.step(cfg, scene, guidance, cams, size, step)
-        losses.update(scene.regularizers(rendered, step))
-        terms = {k: v for k, v in losses.items() if k.startswith("loss_")}
-        total = sum(lambdas.get(k, 1.0 if k in ("loss_sds",) else 0.0) * v for k, v in terms.items())
-        if not torch.isfinite(total):
-            raise UserError(f"the loss became {float(total)} at step {step}; lower the learning rates or the CFG scale")
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
-        scene.after_step(step, rendered, optimizer)
-        logs = {k: float(v.detach()) for k, v in terms.items()}
-        history.append({"step": step + 1, **logs})
-        if progress is not None:
-            progress(step + 1, cfg.steps, logs)
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-            ckpt.save(step + 1, scene, guidance, optimizer, history)
-    seconds = time.time() - t0
-    return finish(cfg, scene, prior, history, seconds, start, extra_metrics=hooks.metrics)
+    signals.deferred = True  # a signal from here on stops the loop at a step boundary, with a checkpoint
+    try:
+        for step in range(start, cfg.steps):
+            if signals.requested is not None:
+                checkpoint(step)
+                raise Interrupted(step)
+            torch.manual_seed(cfg.seed * 1_000_003 + step)
+            cams = sample_cameras(cfg.cameras).to(device)
+            size = render_size_at(cfg, step)
+            rendered, losses = hooks.step(cfg, scene, guidance, cams, size, step)
+            losses.update(scene.regularizers(rendered, step))
+            terms = {k: v for k, v in losses.items() if k.startswith("loss_")}
+            total = sum(lambdas.get(k, 1.0 if k in ("loss_sds",) else 0.0) * v for k, v in terms.items())
+            if not torch.isfinite(total):
+                kept = (f"the checkpoint at step {signals.step} is kept" if signals.step is not None
+                        else "nothing was checkpointed, so the same command starts over")
+                raise Diverged(f"the loss became {float(total.detach())} at step {step} ({kept}); lower the learning rates or "
+                               "the CFG scale")
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            optimizer.step()
+            scene.after_step(step, rendered, optimizer)
+            logs = {k: float(v.detach()) for k, v in terms.items()}
+            history.append({"step": step + 1, **logs})
+            if progress is not None:
+                progress(step + 1, cfg.steps, logs)
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+                checkpoint(step + 1)
+    finally:
+        signals.deferred = False
+    if signals.requested is not None:  # arrived during the last step: its checkpoint is written
+        raise Interrupted(cfg.steps)
+    seconds = clock.total()
+    metrics = finish(cfg, scene, prior, history, seconds, start, extra_metrics=hooks.metrics)
+    run.record(cfg, progress={"step": cfg.steps, "seconds": seconds, "finished": True})
+    return metrics
 
 
 def finish(cfg: GenerateConfig, scene: Scene3D, prior, history: list, seconds: float, start: int = 0,
@@ -359,14 +402,30 @@ def scene_render_fn(scene: Scene3D):
 
 
 def load_run_config(out: Path) -> GenerateConfig:
+    """The config.yaml of a run folder; a missing, malformed or foreign one is a UserError."""
     path = Path(out) / "config.yaml"
     if not path.exists():
         raise UserError(f"{out} is not a run folder (no config.yaml)")
-    data = yaml.safe_load(path.read_text())
-    if "cameras" in data:
-        data["cameras"] = {k: tuple(v) if isinstance(v, list) else v for k, v in data["cameras"].items()}
-    if data.get("task") == "image-to-3d":  # written by `lods image-to-3d`
-        from .image_to_3d import ImageTo3DConfig
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} is not a run config (not a mapping)")
+    try:
+        if isinstance(data.get("cameras"), dict):
+            data["cameras"] = {k: tuple(v) if isinstance(v, list) else v for k, v in data["cameras"].items()}
+        if data.get("task") == "image-to-3d":  # written by `lods image-to-3d`
+            from .image_to_3d import ImageTo3DConfig
 
-        return from_dict(ImageTo3DConfig, data)
-    return from_dict(GenerateConfig, data)
+            cfg = from_dict(ImageTo3DConfig, data)
+        else:
+            cfg = from_dict(GenerateConfig, data)
+        for name, kind in (("prompt", str), ("backbone", str), ("guidance", str), ("steps", int), ("seed", int)):
+            if not isinstance(getattr(cfg, name), kind) or isinstance(getattr(cfg, name), bool):
+                raise UserError(f"`{name}` should be a {kind.__name__}, not {getattr(cfg, name)!r}")
+        return cfg
+    except (TypeError, ValueError, AttributeError) as e:
+        if isinstance(e, UserError):
+            raise UserError(f"{path}: {e}") from None
+        raise UserError(f"{path} is not a run config ({str(e).splitlines()[0][:120]})") from None

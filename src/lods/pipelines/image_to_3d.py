@@ -26,6 +26,7 @@ Preparing the image (`prepare_reference`), the documented rule:
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from .generate import GUIDANCES, GenerateConfig, LoopHooks, _background, load_ru
 
 REFERENCE_CAMERA = {"elevation_deg": 0.0, "azimuth_deg": 0.0, "distance": 2.5, "fov_deg": 40.0}
 MIN_SIDE = 16  # pixels: smaller images are refused
+MAX_PIXELS = 64 * 10**6  # larger images are refused before decoding (Pillow's bomb limit is ~179 M)
 BACKGROUND_TOLERANCE = 0.1
 SPECK_FRACTION = 0.25
 FILL_RANGE = (0.35, 1.0)
@@ -108,10 +110,22 @@ def load_image(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     if not path.is_file():
         raise UserError(f"{path} is not an image file")
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit below is the rule
+            im = Image.open(path)
+        with im:
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise UserError(f"{path} is {w}x{h} pixels: too large (at most {MAX_PIXELS // 10**6} megapixels); "
+                                "downscale it first")
             im.load()
             has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
             arr = np.asarray(im.convert("RGBA" if has_alpha else "RGB"), dtype=np.float32) / 255.0
+    except UserError:
+        raise
+    except Image.DecompressionBombError:
+        raise UserError(f"{path} is too large to decode safely (at most {MAX_PIXELS // 10**6} megapixels); "
+                        "downscale it first") from None
     except UnidentifiedImageError:
         raise UserError(f"{path} is not an image this program can read (PNG, JPEG, WebP, ...)") from None
     except (OSError, ValueError, SyntaxError) as e:
@@ -406,8 +420,6 @@ def run_image_to_3d(cfg: ImageTo3DConfig, resume: bool = False, progress=None) -
         named = bool(cfg.prompt)  # "" (no --prompt): the judge names the object below
         # cheap checks first (a bad option must not wait for the image); a stand-in prompt until the judge's
         dataclasses.replace(cfg, prompt=cfg.prompt if named else "a red cube").validate()
-        if out.exists() and any(out.iterdir()):
-            raise UserError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
         rgba, info = prepare_reference(cfg.image, cfg.render_size, cfg.background_tolerance)
         cfg.preprocess = info
         if named:

@@ -64,6 +64,21 @@ def _resolve_folder(path_or_id: str | None) -> Path:
         raise UserError(f"prior {text}: no such folder, and it could not be fetched from the hub ({type(e).__name__})") from None
 
 
+def refuse_custom_code(folder: Path) -> None:
+    """A model folder whose configs ask to run its own Python (`auto_map`, `custom_pipeline`) is refused before
+    anything is loaded: lods never executes code from a model folder."""
+    for path in sorted(folder.rglob("*.json")):
+        if not path.is_file():
+            continue
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if '"auto_map"' in text or '"custom_pipeline"' in text:
+            raise UserError(f"{path.relative_to(folder)} in {folder} asks to run the folder's own Python code "
+                            "(auto_map); lods never runs a model folder's code: remove the entry or use another folder")
+
+
 class Prior:
     """A frozen text-to-image diffusion model; all tensors it returns are float32 on `device`."""
 
@@ -108,6 +123,7 @@ class Prior:
 
         diffusers_logging.disable_progress_bar()
         transformers_logging.disable_progress_bar()
+        diffusers_logging.set_verbosity_error()  # load-time advice is noise on a one-line-error command line
         device = torch.device(device)
         if dtype is None:
             dtype = torch.float16 if device.type == "cuda" else torch.float32
@@ -115,6 +131,7 @@ class Prior:
         missing = [name for name in _REQUIRED if not (folder / name).exists()]
         if missing:
             raise UserError(f"{folder} is not a diffusers model folder (missing {', '.join(missing)})")
+        refuse_custom_code(folder)
         try:
             index = json.loads((folder / "model_index.json").read_text())
             has_vae = (folder / "vae").is_dir() and (index.get("vae") or [None])[0] is not None
@@ -122,8 +139,9 @@ class Prior:
             extra = json.loads(extra_path.read_text()) if extra_path.exists() else {}
             common = dict(local_files_only=True, use_safetensors=True)
             unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dtype, **common)
-            text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder", dtype=dtype, **common)
-            tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
+            text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder", dtype=dtype, trust_remote_code=False,
+                                                         **common)
+            tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True, trust_remote_code=False)
             scheduler = DDPMScheduler.from_config(DDPMScheduler.load_config(folder, subfolder="scheduler"))
             vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype, **common) if has_vae else None
         except (OSError, ValueError, RuntimeError, KeyError, TypeError, SafetensorError) as e:

@@ -136,7 +136,7 @@ def build_tiny_sd(folder, latent: bool = True, seed: int = 0, sd21: bool = False
     tmp.mkdir(parents=True)
 
     write_tiny_bpe(tmp / "tokenizer")
-    tokenizer = CLIPTokenizer.from_pretrained(tmp / "tokenizer", model_max_length=TINY_CONTEXT)
+    tokenizer = CLIPTokenizer.from_pretrained(tmp / "tokenizer", model_max_length=TINY_CONTEXT, trust_remote_code=False)
     unet_config = sd21_unet_config() if sd21 else _tiny_unet_config(latent)
     text_width = unet_config["cross_attention_dim"]
     text_config = CLIPTextConfig(

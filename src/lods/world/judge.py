@@ -146,8 +146,12 @@ class Judge:
         if not weights.exists() or not config.exists():
             raise UserError(f"no judge at {folder} (expected {WEIGHTS_NAME} and {CONFIG_NAME}); train one with "
                             "`python -m lods.pipelines.train_judge`")
-        meta = json.loads(config.read_text())
-        if {k: tuple(v) for k, v in meta["heads"].items()} != HEAD_CLASSES:
+        try:
+            meta = json.loads(config.read_text())
+            heads = {k: tuple(v) for k, v in meta["heads"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise UserError(f"{config} is not a judge config (malformed JSON or no heads)") from None
+        if heads != HEAD_CLASSES:
             raise UserError(f"the judge at {folder} was trained with other classes than this version of lods knows")
         net = JudgeNet(JudgeArch(**meta["arch"]))
         tensors, _ = load_checkpoint(weights)
