@@ -14,12 +14,13 @@ import torch
 import yaml
 
 from ..config import dump_yaml, from_dict
-from ..errors import Diverged, Interrupted, UserError
+from ..errors import Interrupted, UserError
 from ..guidance import GUIDANCES, build_guidance, guidance_class
 from ..guidance.base import GuidanceConfig
 from ..render.cameras import CameraSamplerConfig, sample_cameras
 from ..scenes.base import Scene3D
 from ..runs import RunDir, StopSignals, Stopwatch
+from .step_log import StepLog
 from ..utils.io import (CorruptCheckpoint, atomic_write_json, atomic_write_text, load_checkpoint, optimizer_from_tensors,
                         optimizer_to_tensors, save_checkpoint)
 
@@ -283,7 +284,10 @@ def _run(cfg: GenerateConfig, run: RunDir, signals: StopSignals, progress, hooks
 
     clock = Stopwatch(before)
 
+    steplog = StepLog(history, device, progress, cfg.steps)
+
     def checkpoint(step: int) -> None:
+        steplog.flush()
         ckpt.save(step, scene, guidance, optimizer, history)
         signals.step = step
         run.record(cfg, progress={"step": step, "seconds": clock.total()})
@@ -302,20 +306,15 @@ def _run(cfg: GenerateConfig, run: RunDir, signals: StopSignals, progress, hooks
             losses.update(scene.regularizers(rendered, step))
             terms = {k: v for k, v in losses.items() if k.startswith("loss_")}
             total = sum(lambdas.get(k, 1.0 if k in ("loss_sds",) else 0.0) * v for k, v in terms.items())
-            if not torch.isfinite(total):
-                kept = (f"the checkpoint at step {signals.step} is kept" if signals.step is not None
-                        else "nothing was checkpointed, so the same command starts over")
-                raise Diverged(f"the loss became {float(total.detach())} at step {step} ({kept}); lower the learning rates or "
-                               "the CFG scale")
+            save_now = (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps
+            steplog.kept = (f"the checkpoint at step {signals.step} is kept" if signals.step is not None
+                            else "nothing was checkpointed, so the same command starts over")
+            steplog.add(step + 1, terms, total, force=save_now)  # checks the loss (CPU: every step, before the update)
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             optimizer.step()
             scene.after_step(step, rendered, optimizer)
-            logs = {k: float(v.detach()) for k, v in terms.items()}
-            history.append({"step": step + 1, **logs})
-            if progress is not None:
-                progress(step + 1, cfg.steps, logs)
-            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            if save_now:
                 checkpoint(step + 1)
     finally:
         signals.deferred = False
