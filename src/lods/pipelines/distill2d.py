@@ -163,7 +163,7 @@ def _optimise(cfg, resolved, run, prior, guidance, z, g, optimizer, progress) ->
             optimizer.step()
             logs = {k: float(v.detach()) for k, v in losses.items() if k.startswith("loss_")}
             logs["t"] = float(losses["t"].float().mean())
-            logs["grad_norm"] = losses["grad_norm"]
+            logs["grad_norm"] = float(losses["grad_norm"])
             history.append({"step": step, **logs})
             if cfg.log_every and (step + 1) % cfg.log_every == 0 and step + 1 < cfg.steps:
                 with torch.no_grad():
