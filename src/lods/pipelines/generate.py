@@ -224,8 +224,10 @@ class LoopHooks:
         return {}
 
 
-def run_generate(cfg: GenerateConfig, resume: bool = False, progress=None, hooks: LoopHooks | None = None) -> dict:
-    """Optimise a 3D scene for `cfg.prompt`; writes config, checkpoints, exports and metrics into `cfg.out`."""
+def run_generate(cfg: GenerateConfig, resume: bool = False, progress=None, hooks: LoopHooks | None = None,
+                 prior=None) -> dict:
+    """Optimise a 3D scene for `cfg.prompt`; writes config, checkpoints, exports and metrics into `cfg.out`.
+    `prior`: an already-loaded Prior for `cfg.prior` on `cfg.device` (a batch loads it once); None: load it."""
     from ..priors.prior import Prior
 
     hooks = hooks if hooks is not None else LoopHooks()
@@ -238,7 +240,8 @@ def run_generate(cfg: GenerateConfig, resume: bool = False, progress=None, hooks
     elif out.exists() and any(out.iterdir()):
         raise UserError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     device = torch.device(cfg.device)
-    prior = Prior.load(cfg.prior, device=device)
+    if prior is None:
+        prior = Prior.load(cfg.prior, device=device)
     prior.check_prompt(cfg.prompt)
 
     torch.manual_seed(cfg.seed)
