@@ -128,6 +128,21 @@ def test_bad_batch_settings(prior_folder, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_ray_backend_without_ray_is_one_clear_error(prior_folder, tmp_path, monkeypatch):
+    import sys
+
+    from lods.evaluate.bench_quality import BenchConfig, run_bench
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(UserError, match=r"lods\[ray\]"):
+        run_batch(BatchConfig(template(prior_folder), ["a red cube"], out=str(tmp_path / "x"), backend="ray"))
+    with pytest.raises(UserError, match=r"lods\[ray\]"):
+        run_bench(BenchConfig(prior=prior_folder, out=str(tmp_path / "y"), backend="ray"))
+    with pytest.raises(UserError, match="needs --backend ray"):
+        run_bench(BenchConfig(prior=prior_folder, out=str(tmp_path / "y"), ray_address="auto"))
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
 def test_cli_prompts_with_two_workers(prior_folder, tmp_path):
     from typer.testing import CliRunner
 

@@ -345,6 +345,10 @@ def row_from_metrics(job: dict, metrics: dict | None, status: str, wall: float) 
     return row
 
 
+def failed_row(job: dict, status: str) -> dict:
+    return row_from_metrics(job, None, status, 0.0)
+
+
 def _uses_cfg(method: str) -> bool:
     from ..guidance import GUIDANCES, split_method
 
@@ -445,7 +449,8 @@ def run_bench(bc: BenchConfig, on_row: Callable[[dict, int, int], None] | None =
     if bc.backend == "ray":
         from .bench_ray import run_jobs_ray
 
-        rows = run_jobs_ray(jobs, bc, on_row)
+        rows = run_jobs_ray(jobs, run_job, failed_row, ray_address=bc.ray_address, threads=bc.threads,
+                            gpus_per_run=bc.gpus_per_run, on_row=on_row)
     else:
         rows = run_jobs(jobs, bc.workers, on_row, bc.threads)
     wall = time.time() - t0
@@ -645,8 +650,9 @@ def render_summary(bc: BenchConfig, rows: list[dict], suite: list[SuitePrompt], 
     hw = hardware_info(bc.device or "cpu")
     lines = [f"# Benchmark: {bc.title} ({bc.suite} suite)", ""]
     lines += [f"- Command: `{bc.command or '(called from Python)'}`",
-              f"- Date: {started.strftime('%Y-%m-%d %H:%M UTC')}; wall time {wall / 60:.1f} min with {bc.workers} worker "
-              f"process(es), {bc.threads} torch thread(s) each",
+              f"- Date: {started.strftime('%Y-%m-%d %H:%M UTC')}; wall time {wall / 60:.1f} min "
+              + (f"on Ray ({bc.ray_address or 'a local instance'}), one task per run" if bc.backend == "ray"
+                 else f"with {bc.workers} worker process(es)") + f", {bc.threads} torch thread(s) each",
               f"- Hardware: {hardware_line(hw)}",
               f"- Prior: {prior_line(bc.prior)}",
               f"- Settings: preset {bc.resolved_preset()}, steps {bc.steps or 'preset default'}, seeds 0..{bc.seeds - 1}, "
