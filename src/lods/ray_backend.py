@@ -25,7 +25,25 @@ def check_backend(backend: str, ray_address: str | None = None) -> None:
     if ray_address is not None and backend != "ray":
         raise UserError("--ray-address needs --backend ray")
     if backend == "ray":
+        if ray_address not in (None, "auto", "local"):
+            probe(ray_address)
         import_ray()
+
+
+def probe(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a HOST:PORT nothing listens at (Ray itself retries for minutes)."""
+    import socket
+
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise UserError(f"--ray-address wants 'auto' or HOST:PORT, got {address!r}")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as e:
+        raise UserError(f"--ray-address {address}: nothing answers there ({e.strerror or type(e).__name__}); "
+                        "start the head with `ray start --head`") from None
 
 
 def import_ray():

@@ -123,6 +123,11 @@ def test_lora_adapters_do_not_leak_between_runs_on_a_shared_prior(prior_folder, 
 def test_bad_batch_settings(prior_folder, tmp_path):
     with pytest.raises(UserError, match="backend"):
         run_batch(BatchConfig(template(prior_folder), ["a red cube"], out=str(tmp_path / "x"), backend="slurm"))
+    with pytest.raises(UserError, match="nothing answers"):
+        run_batch(BatchConfig(template(prior_folder), ["a red cube"], out=str(tmp_path / "x"), backend="ray",
+                              ray_address="127.0.0.1:9"))
+    with pytest.raises(UserError, match="needs --backend ray"):
+        run_batch(BatchConfig(template(prior_folder), ["a red cube"], out=str(tmp_path / "x"), ray_address="auto"))
     with pytest.raises(UserError, match="workers"):
         run_batch(BatchConfig(template(prior_folder), ["a red cube"], out=str(tmp_path / "x"), workers=0))
     assert not (tmp_path / "x").exists()
