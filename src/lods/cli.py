@@ -216,7 +216,7 @@ def prior_eval(
 @app.command()
 def generate(
     ctx: typer.Context,
-    prompt: str = typer.Argument(..., help="Text prompt (a world caption for the embedded prior, e.g. 'a red cube')."),
+    prompt: Optional[str] = typer.Argument(None, help="Text prompt (a world caption for the embedded prior, e.g. 'a red cube')."),
     backbone: str = typer.Option("gs", help="gs (3D Gaussians) or nerf (radiance field)."),
     guidance: str = typer.Option("lods-embedding", help="sds, csd, lods-embedding, lods-lora or vsd."),
     prior: Optional[str] = typer.Option(None, help=PRIOR_HELP),
@@ -237,10 +237,29 @@ def generate(
     shared_draw: bool = typer.Option(False, help="LODS: the learned branch's loss reuses the distillation draw (t, ε)."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override any config field: --set gaussians.num_points=2000."),
     quiet: bool = typer.Option(False, help=QUIET_HELP),
+    # a batch of prompts (cli_batch.py)
+    prompts: Optional[Path] = typer.Option(None, "--prompts", help="A file of prompts, one a line (# comments), instead of "
+                                           "PROMPT: the prior loads once, each prompt gets OUT/<prompt>/, finished ones are "
+                                           "skipped on a rerun; OUT/results.csv and OUT/summary.md list them all."),
+    workers: int = typer.Option(1, help="--prompts: prompts run in parallel (CPU worker processes)."),
+    backend: str = typer.Option("local", help="--prompts: local (this machine) or ray (a Ray task per prompt)."),
+    ray_address: Optional[str] = typer.Option(None, help="--backend ray: the cluster to join ('auto', or HOST:PORT; "
+                                              "default: start a local Ray)."),
+    gpus_per_run: float = typer.Option(1.0, help="--backend ray on CUDA: the GPU fraction each prompt asks for."),
 ):
     """Text-to-3D: optimise 3D Gaussians or a NeRF; writes model.ply, mesh.glb, turntable, views.png, metrics.json."""
     from .pipelines.generate import load_run_config, preset_config, run_generate
     from .progress import progress_bar
+
+    if (prompt is None) == (prompts is None):
+        raise UserError("give either a PROMPT or --prompts FILE")
+    if prompts is not None:
+        from .cli_batch import generate_batch
+
+        flags = dict(backbone=backbone, guidance=guidance, prior=prior, preset=preset, steps=steps, cfg=cfg, seed=seed,
+                     device=device, resume=resume, mesh=mesh, mesh_faces=mesh_faces, view=view, init_ply=init_ply,
+                     init_ply_scale=init_ply_scale, shared_draw=shared_draw, set_=set_)
+        return generate_batch(prompts, flags, out, workers, backend, ray_address, gpus_per_run, quiet)
 
     if out is None:
         slug = "-".join("".join(ch if ch.isalnum() else " " for ch in prompt.lower()).split())[:60] or "run"

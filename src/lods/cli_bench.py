@@ -13,6 +13,9 @@ METHODS_HELP = "Comma-separated methods: sds, csd, lods-embedding, lods-lora, vs
 # the speed benchmark's default rows (bench_speed.METHODS, repeated here so that `lods --help` imports no torch)
 METHODS_SPEED = ("sds", "csd", "lods-embedding", "lods-embedding+shared_draw", "lods-lora", "lods-lora+shared_draw", "vsd")
 PRIOR_HELP = "Diffusers folder or hub id of the prior (default: the embedded prior)."
+BACKEND_HELP = "local (worker processes on this machine) or ray (a Ray task per run; pip install 'lods[ray]')."
+RAY_ADDRESS_HELP = "--backend ray: the cluster to join ('auto', or HOST:PORT; default: start a local Ray)."
+GPUS_HELP = "--backend ray on CUDA: the GPU fraction each run asks for."
 
 
 def _scales(text: str) -> list[float]:
@@ -33,6 +36,12 @@ def _scales(text: str) -> list[float]:
     if not out:
         raise UserError("--scales is empty")
     return list(dict.fromkeys(out))
+
+
+def _ray_options(backend: str, ray_address: str | None, gpus_per_run: float) -> dict:
+    """The Ray flags for the recorded command line (left out at their defaults)."""
+    return dict(backend=None if backend == "local" else backend, ray_address=ray_address,
+                gpus_per_run=None if gpus_per_run == 1.0 else gpus_per_run)
 
 
 def _run_quality_like(bc, name: str, options: dict, quiet: bool) -> None:
@@ -73,6 +82,9 @@ def register(bench_app) -> None:
         out: Path = typer.Option(Path("outputs/bench-quality"), help="Output folder (rerun the same command to resume)."),
         imagereward_dir: Optional[Path] = typer.Option(None, help="Folder with ImageReward.pt and med_config.json (default: ~/.cache/ImageReward)."),
         quiet: bool = typer.Option(False, help="No line per finished run."),
+        backend: str = typer.Option("local", help=BACKEND_HELP),
+        ray_address: Optional[str] = typer.Option(None, help=RAY_ADDRESS_HELP),
+        gpus_per_run: float = typer.Option(1.0, help=GPUS_HELP),
     ):
         """Quality: every method × backbone × seed × prompt of a suite; writes results.csv, summary.md and plots/.
 
@@ -87,11 +99,12 @@ def register(bench_app) -> None:
                          seeds=seeds, prompts_per_category=prompts_per_category, categories=parse_list(categories, "--categories"),
                          steps=steps, cfg_scales=[cfg], preset=preset, prior=prior, device=device, workers=workers,
                          render_size=render_size, num_points=num_points, threads=threads,
-                         out=str(out), imagereward_dir=str(imagereward_dir) if imagereward_dir else None)
+                         out=str(out), imagereward_dir=str(imagereward_dir) if imagereward_dir else None,
+                         backend=backend, ray_address=ray_address, gpus_per_run=gpus_per_run)
         options = dict(suite=suite, methods=methods, backbones=backbones, seeds=seeds, prompts_per_category=prompts_per_category,
                        categories=categories, steps=steps, preset=preset, cfg=cfg, render_size=render_size, num_points=num_points,
                        workers=workers, threads=threads, prior=prior, device=device,
-                       out=out, imagereward_dir=imagereward_dir)
+                       out=out, imagereward_dir=imagereward_dir, **_ray_options(backend, ray_address, gpus_per_run))
         _run_quality_like(bc, "quality", options, quiet)
 
     @bench_app.command("cfg")
@@ -111,6 +124,9 @@ def register(bench_app) -> None:
         device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cpu)."),
         out: Path = typer.Option(Path("outputs/bench-cfg"), help="Output folder (rerun the same command to resume)."),
         quiet: bool = typer.Option(False, help="No line per finished run."),
+        backend: str = typer.Option("local", help=BACKEND_HELP),
+        ray_address: Optional[str] = typer.Option(None, help=RAY_ADDRESS_HELP),
+        gpus_per_run: float = typer.Option(1.0, help=GPUS_HELP),
     ):
         """CFG sweep: SDS against LODS-embedding at s = 30, 100, 1000 and ∞ (1e6) on the world suite (single objects by default); writes results.csv (with a cfg column), summary.md and plots/."""  # noqa: E501
         from .evaluate.bench_cfg import cfg_bench_config
@@ -120,11 +136,12 @@ def register(bench_app) -> None:
                               seeds=seeds, prompts_per_category=prompts_per_category,
                               categories=parse_list(categories, "--categories"), steps=steps, cfg_scales=_scales(scales),
                               prior=prior, device=device, workers=workers, out=str(out), render_size=render_size,
-                              num_points=num_points, threads=threads)
+                              num_points=num_points, threads=threads, backend=backend, ray_address=ray_address,
+                              gpus_per_run=gpus_per_run)
         options = dict(prompts_per_category=prompts_per_category, seeds=seeds, steps=steps, scales=scales,
                        render_size=render_size, num_points=num_points, methods=methods,
                        categories=categories, backbones=backbones, workers=workers, threads=threads, prior=prior,
-                       device=device, out=out)
+                       device=device, out=out, **_ray_options(backend, ray_address, gpus_per_run))
         _run_quality_like(bc, "cfg", options, quiet)
 
     @bench_app.command("speed")

@@ -76,6 +76,9 @@ class BenchConfig:
     imagereward_dir: str | None = None  # None: ~/.cache/ImageReward
     command: str = ""  # recorded in summary.md
     title: str = "quality"
+    backend: str = "local"  # "local" (worker processes) or "ray" (a Ray task per run, bench_ray.py)
+    ray_address: str | None = None  # None: a local Ray; "auto" or HOST:PORT: a cluster
+    gpus_per_run: float = 1.0  # Ray on CUDA: the GPU fraction a run asks for
 
     def resolved_preset(self) -> str:
         return self.preset or ("paper" if self.suite == "t3bench" else "fast")
@@ -109,6 +112,11 @@ class BenchConfig:
             if s is not None and not s > 0:
                 raise UserError(f"CFG scales must be positive, got {s}")
         self.categories = parse_categories(self.categories)
+        from ..ray_backend import check_backend
+
+        check_backend(self.backend, self.ray_address)
+        if not 0 < self.gpus_per_run <= 1024:
+            raise UserError(f"--gpus-per-run must be positive, got {self.gpus_per_run}")
         if self.suite == "t3bench":
             check_t3bench_prior(self.prior)
 
@@ -337,14 +345,19 @@ def row_from_metrics(job: dict, metrics: dict | None, status: str, wall: float) 
     return row
 
 
+def failed_row(job: dict, status: str) -> dict:
+    return row_from_metrics(job, None, status, 0.0)
+
+
 def _uses_cfg(method: str) -> bool:
     from ..guidance import GUIDANCES, split_method
 
     return GUIDANCES[split_method(method)[0]].default_guidance_scale is not None
 
 
-def run_job(job: dict) -> dict:
-    """Run (or skip, or resume) one benchmark run; returns its results row. Never raises for a failed run."""
+def run_job(job: dict, prior=None) -> dict:
+    """Run (or skip, or resume) one benchmark run; returns its results row. Never raises for a failed run.
+    `prior`: an already-loaded prior for the run (None: run_generate loads it)."""
     from ..pipelines.generate import run_generate
 
     cfg = job["config"]
@@ -355,12 +368,12 @@ def run_job(job: dict) -> dict:
             metrics = json.loads((out / "metrics.json").read_text())
             status = "done before"
         elif (out / "checkpoints" / "last.safetensors").exists():
-            metrics = run_generate(cfg, resume=True)
+            metrics = run_generate(cfg, resume=True, prior=prior)
             status = "resumed"
         else:
             if out.exists():  # started but not even one checkpoint: start again
                 shutil.rmtree(out)
-            metrics = run_generate(cfg)
+            metrics = run_generate(cfg, prior=prior)
             status = "ok"
     except KeyboardInterrupt:
         raise
@@ -433,7 +446,13 @@ def run_bench(bc: BenchConfig, on_row: Callable[[dict, int, int], None] | None =
     out.mkdir(parents=True, exist_ok=True)
     started = _dt.datetime.now(_dt.timezone.utc)
     t0 = time.time()
-    rows = run_jobs(jobs, bc.workers, on_row, bc.threads)
+    if bc.backend == "ray":
+        from .bench_ray import run_jobs_ray
+
+        rows = run_jobs_ray(jobs, run_job, failed_row, ray_address=bc.ray_address, threads=bc.threads,
+                            gpus_per_run=bc.gpus_per_run, on_row=on_row)
+    else:
+        rows = run_jobs(jobs, bc.workers, on_row, bc.threads)
     wall = time.time() - t0
     notes = []
     if bc.suite == "t3bench":
@@ -631,8 +650,9 @@ def render_summary(bc: BenchConfig, rows: list[dict], suite: list[SuitePrompt], 
     hw = hardware_info(bc.device or "cpu")
     lines = [f"# Benchmark: {bc.title} ({bc.suite} suite)", ""]
     lines += [f"- Command: `{bc.command or '(called from Python)'}`",
-              f"- Date: {started.strftime('%Y-%m-%d %H:%M UTC')}; wall time {wall / 60:.1f} min with {bc.workers} worker "
-              f"process(es), {bc.threads} torch thread(s) each",
+              f"- Date: {started.strftime('%Y-%m-%d %H:%M UTC')}; wall time {wall / 60:.1f} min "
+              + (f"on Ray ({bc.ray_address or 'a local instance'}), one task per run" if bc.backend == "ray"
+                 else f"with {bc.workers} worker process(es)") + f", {bc.threads} torch thread(s) each",
               f"- Hardware: {hardware_line(hw)}",
               f"- Prior: {prior_line(bc.prior)}",
               f"- Settings: preset {bc.resolved_preset()}, steps {bc.steps or 'preset default'}, seeds 0..{bc.seeds - 1}, "

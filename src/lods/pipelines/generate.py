@@ -238,8 +238,10 @@ class LoopHooks:
         return {}
 
 
-def run_generate(cfg: GenerateConfig, resume: bool = False, progress=None, hooks: LoopHooks | None = None) -> dict:
+def run_generate(cfg: GenerateConfig, resume: bool = False, progress=None, hooks: LoopHooks | None = None,
+                 prior=None) -> dict:
     """Optimise a 3D scene for `cfg.prompt`; writes config, checkpoints, exports and metrics into `cfg.out`.
+    `prior`: an already-loaded Prior for `cfg.prior` on `cfg.device` (a batch loads it once); None: load it.
 
     The folder is a locked `RunDir`. `resume=True` continues its last checkpoint (a folder stopped before its first
     checkpoint starts over) and refuses a config that contradicts the recorded one, except for `steps`."""
@@ -247,7 +249,7 @@ def run_generate(cfg: GenerateConfig, resume: bool = False, progress=None, hooks
     cfg.validate()
     run = RunDir(cfg.out, task=getattr(cfg, "task", "generate"))
     with StopSignals() as signals, run.open(resume=resume, config=cfg, recorded_config=_recorded_config):
-        return _run(cfg, run, signals, progress, hooks)
+        return _run(cfg, run, signals, progress, hooks, prior)
 
 
 def _recorded_config(path: Path):
@@ -255,13 +257,14 @@ def _recorded_config(path: Path):
     return load_run_config(path) if (Path(path) / "config.yaml").exists() else None
 
 
-def _run(cfg: GenerateConfig, run: RunDir, signals: StopSignals, progress, hooks: LoopHooks) -> dict:
+def _run(cfg: GenerateConfig, run: RunDir, signals: StopSignals, progress, hooks: LoopHooks, prior=None) -> dict:
     from ..priors.prior import Prior
 
     out = run.path
     ckpt = _Checkpoint(out)
     device = torch.device(cfg.device)
-    prior = Prior.load(cfg.prior, device=device)
+    if prior is None:
+        prior = Prior.load(cfg.prior, device=device)
     prior.check_prompt(cfg.prompt)
 
     torch.manual_seed(cfg.seed)

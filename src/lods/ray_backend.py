@@ -1,0 +1,116 @@
+"""Ray as the distributed engine of the suites: one Ray task per run, retried when its worker is lost.
+
+`run_on_ray(fn, items, ...)` calls `fn(item)` for every item as a Ray task with the resources a run needs (CPUs,
+and a GPU fraction on CUDA) and returns the results in the order of `items`. `fn` must be a module-level function
+(workers import it by name) that records its own failures in its result; a task whose worker dies (killed, out of
+memory, node lost) is rerun by Ray up to `max_retries` times, so `fn` must be idempotent: the run functions of
+lods skip a run whose metrics.json exists and resume one that has a checkpoint. A task still lost after its
+retries becomes `on_lost(item, error)`. Ray is an optional extra: `pip install "lods[ray]"`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from .errors import UserError
+
+BACKENDS = ("local", "ray")
+INSTALL_HINT = 'pip install "lods[ray]"'
+
+
+def check_backend(backend: str, ray_address: str | None = None) -> None:
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    if ray_address is not None and backend != "ray":
+        raise UserError("--ray-address needs --backend ray")
+    if backend == "ray":
+        if ray_address not in (None, "auto", "local"):
+            probe(ray_address)
+        import_ray()
+
+
+def probe(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a HOST:PORT nothing listens at (Ray itself retries for minutes)."""
+    import socket
+
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise UserError(f"--ray-address wants 'auto' or HOST:PORT, got {address!r}")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as e:
+        raise UserError(f"--ray-address {address}: nothing answers there ({e.strerror or type(e).__name__}); "
+                        "start the head with `ray start --head`") from None
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise UserError(f"--backend ray needs Ray, which is not installed: {INSTALL_HINT}") from None
+    return ray
+
+
+def _task(fn: Callable[[Any], Any], item: Any, threads: int) -> Any:
+    """What a Ray worker runs: `fn(item)` with `threads` torch threads."""
+    import torch
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    torch.set_num_threads(max(1, threads))
+    return fn(item)
+
+
+def connect(address: str | None):
+    """Join the Ray cluster at `address` ("auto": the one this machine belongs to), or, without one, the Ray
+    already started in this process or a new local one. Returns (ray, whether we started it)."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return ray, False
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = address or "a new local instance"
+        text = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise UserError(f"cannot start or reach Ray at {where}: {text}") from None
+    return ray, True
+
+
+def run_on_ray(fn: Callable[[Any], Any], items: list, *, address: str | None = None, num_cpus: float = 1,
+               num_gpus: float = 0, threads: int = 1, max_retries: int = 3,
+               on_result: Callable[[Any, Any], None] | None = None,
+               on_lost: Callable[[Any, BaseException], Any] | None = None) -> list:
+    """`[fn(item) for item in items]`, each a Ray task; `on_result(item, result)` is called as each one lands."""
+    if not items:
+        return []
+    ray, started = connect(address)
+    from ray.exceptions import RayError
+
+    remote = ray.remote(_task).options(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=max_retries,
+                                       retry_exceptions=False)
+    results: list = [None] * len(items)
+    pending = {remote.remote(fn, item, threads): i for i, item in enumerate(items)}
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                i = pending.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except RayError as e:  # lost after its retries, or fn raised
+                    if on_lost is None:
+                        raise
+                    result = on_lost(items[i], e)
+                results[i] = result
+                if on_result is not None:
+                    on_result(items[i], result)
+    except KeyboardInterrupt:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
+    finally:
+        if started:
+            ray.shutdown()
+    return results
