@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from lods.cli import main
+from lods.guidance import GUIDANCES
 from lods.priors.tiny_sd import build_tiny_sd
 
 
@@ -27,7 +28,7 @@ def test_help_lists_commands():
         assert command in out
 
 
-@pytest.mark.parametrize("guidance", ["sds", "csd", "lods-embedding", "lods-lora", "vsd"])
+@pytest.mark.parametrize("guidance", list(GUIDANCES))
 def test_distill2d_every_guidance_on_tiny_sd(sd_folder, tmp_path, monkeypatch, guidance):
     out = tmp_path / guidance
     code = run_cli(monkeypatch, "distill2d", "a hamburger", "--guidance", guidance, "--prior", sd_folder,

@@ -107,7 +107,7 @@ def apply_flags(config, prior=None, steps=None, cfg=None, device=None) -> None:
 @app.command()
 def distill2d(
     prompt: str = typer.Argument(..., help="Text prompt."),
-    guidance: str = typer.Option("lods-embedding", help="sds, csd, lods-embedding, lods-lora or vsd."),
+    guidance: str = typer.Option("lods-embedding", help="sds, csd, lods-embedding, lods-lora, vsd, ism, sdi, nfsd or asd."),
     prior: Optional[str] = typer.Option(None, help=PRIOR_HELP),
     steps: int = typer.Option(500, help="Optimisation steps."),
     cfg: Optional[float] = typer.Option(None, "--cfg", help="CFG scale (default: the method's default for the prior)."),
@@ -218,7 +218,7 @@ def generate(
     ctx: typer.Context,
     prompt: Optional[str] = typer.Argument(None, help="Text prompt (a world caption for the embedded prior, e.g. 'a red cube')."),
     backbone: str = typer.Option("gs", help="gs (3D Gaussians) or nerf (radiance field)."),
-    guidance: str = typer.Option("lods-embedding", help="sds, csd, lods-embedding, lods-lora or vsd."),
+    guidance: str = typer.Option("lods-embedding", help="sds, csd, lods-embedding, lods-lora, vsd, ism, sdi, nfsd or asd."),
     prior: Optional[str] = typer.Option(None, help=PRIOR_HELP),
     preset: str = typer.Option("fast", help="fast (CPU, embedded prior) or paper (docs/algorithm.md's settings, CUDA + SD 2.1)."),
     steps: Optional[int] = typer.Option(None, help="Optimisation steps (default: the preset's)."),

@@ -9,9 +9,10 @@ import typer
 
 from .errors import UserError
 
-METHODS_HELP = "Comma-separated methods: sds, csd, lods-embedding, lods-lora, vsd."
+METHODS_HELP = "Comma-separated methods: sds, csd, lods-embedding, lods-lora, vsd, ism, sdi, nfsd, asd."
 # the speed benchmark's default rows (bench_speed.METHODS, repeated here so that `lods --help` imports no torch)
-METHODS_SPEED = ("sds", "csd", "lods-embedding", "lods-embedding+shared_draw", "lods-lora", "lods-lora+shared_draw", "vsd")
+METHODS_SPEED = ("sds", "csd", "lods-embedding", "lods-embedding+shared_draw", "lods-lora", "lods-lora+shared_draw", "vsd",
+                 "ism", "sdi", "nfsd", "asd")
 PRIOR_HELP = "Diffusers folder or hub id of the prior (default: the embedded prior)."
 BACKEND_HELP = "local (worker processes on this machine) or ray (a Ray task per run; pip install 'lods[ray]')."
 RAY_ADDRESS_HELP = "--backend ray: the cluster to join ('auto', or HOST:PORT; default: start a local Ray)."

@@ -17,7 +17,7 @@ def register(app) -> None:
         prompt: Optional[str] = typer.Option(None, help="What the image shows (default with the embedded prior: the "
                                              "world's classifier names it; required with any other prior)."),
         backbone: str = typer.Option("gs", help="gs (3D Gaussians) or nerf (radiance field)."),
-        guidance: str = typer.Option("lods-embedding", help="sds, csd, lods-embedding, lods-lora, vsd, or none "
+        guidance: str = typer.Option("lods-embedding", help="sds, csd, lods-embedding, lods-lora, vsd, ism, sdi, nfsd, asd, or none "
                                      "(reconstruction only)."),
         prior: Optional[str] = typer.Option(None, help="Diffusers folder or hub id of the prior (default: the embedded prior)."),
         preset: str = typer.Option("fast", help="fast (CPU, embedded prior) or paper (CFG 100, LODS lr 1e-3, CUDA + SD 2.1)."),

@@ -101,9 +101,9 @@ def test_state_dict_holds_every_learnable_tensor(folder, name):
 
 
 def test_registry_and_unknown_name(prior):
-    assert set(GUIDANCES) == {"sds", "csd", "lods-embedding", "lods-lora", "vsd"}
-    with pytest.raises(UserError, match="unknown guidance 'nfsd'.*lods-embedding"):
-        build_guidance("nfsd", prior, PROMPT)
+    assert set(GUIDANCES) == {"sds", "csd", "lods-embedding", "lods-lora", "vsd", "ism", "sdi", "nfsd", "asd"}
+    with pytest.raises(UserError, match="unknown guidance 'dreamtime'.*lods-embedding.*asd"):
+        build_guidance("dreamtime", prior, PROMPT)
 
 
 def test_default_scales_and_overrides(prior):

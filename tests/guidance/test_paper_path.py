@@ -30,8 +30,10 @@ def prior(folder):
 
 
 # ------------------------------------------------------------------ presets
-PAPER_SCALES = {"sds": 100.0, "lods-embedding": 1000.0, "lods-lora": 1000.0, "vsd": 7.5, "csd": None}
-FAST_SCALES = {"sds": 20.0, "lods-embedding": 100.0, "lods-lora": 100.0, "vsd": 7.5, "csd": None}
+PAPER_SCALES = {"sds": 100.0, "lods-embedding": 1000.0, "lods-lora": 1000.0, "vsd": 7.5, "csd": None,
+                "ism": 7.5, "sdi": 8.5, "nfsd": 7.5, "asd": 7.5}
+FAST_SCALES = {"sds": 20.0, "lods-embedding": 100.0, "lods-lora": 100.0, "vsd": 7.5, "csd": None,
+               "ism": 7.5, "sdi": 8.5, "nfsd": 7.5, "asd": 7.5}
 
 
 @pytest.mark.parametrize("backbone", ["gs", "nerf"])
@@ -61,6 +63,18 @@ def test_paper_gs_preset_is_the_reference_config():
     assert cfg.lambdas["sparsity"] == 1.0
     gc = cfg.guidance_config
     assert (gc.negative_prompt, gc.max_step_percent_annealed, gc.anneal_start_step) == ("a point cloud image", 0.55, 500)
+
+
+def test_baseline_reference_settings_in_the_paper_preset():
+    """The reference configs' settings win over the backbone's common guidance settings (docs/baselines.md)."""
+    sdi = preset_config("paper", "gs", "sdi").guidance_config
+    assert (sdi.min_step_percent, sdi.perp_neg, sdi.method_options) == (0.25, True, {"t_anneal_steps": 2500})
+    asd = preset_config("paper", "nerf", "asd").guidance_config
+    assert (asd.perp_neg, asd.perp_neg_scale) == (True, 0.5)
+    ism = preset_config("paper", "gs", "ism").guidance_config
+    assert (ism.max_step_percent_annealed, ism.anneal_start_step, ism.anneal_end_step) == (0.5, 0, 750)
+    assert ism.negative_prompt == "a point cloud image"  # the backbone's common settings stay where not overridden
+    assert preset_config("fast", "gs", "nfsd").guidance_config.perp_neg is False
 
 
 def test_method_switches_parse_and_reject_unknown():

@@ -48,7 +48,8 @@ def test_runs_every_guidance_on_tiny_sd(sd_folder, tmp_path, name):
     assert "prior_denoising_loss" not in metrics  # only for the embedded (world) prior
     resolved = yaml.safe_load((out / "config.yaml").read_text())
     assert resolved["guidance"] == name and resolved["prior"] == str(sd_folder)
-    assert resolved["guidance_scale"] == {"sds": 100.0, "csd": None, "vsd": 7.5}.get(name, 1000.0)
+    scales = {"sds": 100.0, "csd": None, "vsd": 7.5, "ism": 7.5, "sdi": 8.5, "nfsd": 7.5, "asd": 7.5}
+    assert resolved["guidance_scale"] == scales.get(name, 1000.0)
     assert result == {**metrics, "out": str(out)}
     assert metrics["final_loss"] == pytest.approx(sum(metrics["final"].values()))
 
@@ -85,7 +86,7 @@ def test_deterministic_given_seed(world_folder, tmp_path):
         (dict(guidance_scale=0.0), "must be positive"),
         (dict(guidance_scale=-1.0), "must be positive"),
         (dict(prompt=""), "empty"),
-        (dict(guidance="nfsd"), "unknown guidance"),
+        (dict(guidance="dreamtime"), "unknown guidance"),
         (dict(prompt="a crimson cube"), "crimson"),
         (dict(prior="/nonexistent/prior"), "not found"),
         (dict(guidance_config=GuidanceConfig(min_step_percent=0.9, max_step_percent=0.1)), "min_step_percent"),

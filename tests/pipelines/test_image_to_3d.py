@@ -200,3 +200,16 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("lods: error:") and "not an image" in lines[0]
     assert not out.exists()
+
+
+def test_difference_gradients_get_sds_scale_and_the_baselines_run(prior_folder, tmp_path, world_image):
+    from lods.guidance import GUIDANCES
+
+    for name, klass in GUIDANCES.items():
+        cfg = image_preset_config("fast", "gs", name)
+        assert cfg.lambdas["sds"] == (20.0 if klass.difference_gradient else 1.0), name
+    assert {n for n, k in GUIDANCES.items() if k.difference_gradient} == {"csd", "lods-embedding", "lods-lora"}
+    for name in ("ism", "sdi", "nfsd", "asd"):
+        out = tmp_path / name
+        metrics = run_image_to_3d(tiny_config(prior_folder, world_image, out, guidance=name, steps=2))
+        assert (out / "model.ply").exists() and metrics["steps"] == 2

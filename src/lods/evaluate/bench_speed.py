@@ -35,8 +35,8 @@ import torch
 
 from ..errors import UserError
 
-METHODS = ("sds", "csd", "lods-embedding", "lods-embedding+shared_draw", "lods-lora", "lods-lora+shared_draw", "vsd")
-ADAPTER_METHODS = ("lods-lora", "vsd")  # (base names) methods that add a LoRA adapter to the UNet
+METHODS = ("sds", "csd", "lods-embedding", "lods-embedding+shared_draw", "lods-lora", "lods-lora+shared_draw", "vsd",
+           "ism", "sdi", "nfsd", "asd")
 
 
 @dataclass
@@ -119,11 +119,13 @@ class MethodRunner:
 
 def build_runners(prior, methods: list[str]) -> tuple[dict, dict]:
     """Runners by method; errors (e.g. a method the prior cannot run) by method."""
+    from ..guidance import guidance_class, split_method
+
     runners, errors = {}, {}
     prompt = speed_prompt(prior)
     for m in methods:
         try:
-            adapter = m.split("+")[0] in ADAPTER_METHODS
+            adapter = guidance_class(split_method(m)[0]).adds_adapter  # a LoRA on the UNet: its own UNet copy
             runners[m] = MethodRunner(m, clone_prior(prior) if adapter else prior, prompt)
         except Exception as e:  # noqa: BLE001 - reported in the table
             errors[m] = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:160] if str(e).strip() else ''}"

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from ..errors import UserError
 from .base import Guidance, GuidanceConfig, distillation_loss
+from .asd import ASD
 from .csd import CSD
+from .ism import ISM
 from .lods_embedding import LODSEmbedding
 from .lods_lora import LODSLoRA
+from .nfsd import NFSD
+from .sdi import SDI
 from .sds import SDS
 from .vsd import VSD
 
@@ -16,6 +20,10 @@ GUIDANCES: dict[str, type[Guidance]] = {
     "lods-embedding": LODSEmbedding,
     "lods-lora": LODSLoRA,
     "vsd": VSD,
+    "ism": ISM,
+    "sdi": SDI,
+    "nfsd": NFSD,
+    "asd": ASD,
 }
 
 

@@ -9,13 +9,13 @@ on the guidance module (LoRA tensors too, though they live in the prior's UNet),
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from ..errors import UserError
-from .prompts import PromptEmbeddings
+from .prompts import PromptEmbeddings, perp_neg_combine, perp_neg_embeddings
 from .schedules import sample_timesteps, timestep_range
 
 
@@ -39,6 +39,9 @@ class GuidanceConfig:
     camera_dropout: float = 0.1  # VSD: probability of dropping the camera (for the whole batch) while training the LoRA
     shared_draw: bool = False  # LODS: loss_prior reuses the distillation draw (t, ε): one grad-enabled pass serves both
     learned_grad_scale: float | None = None  # backward scale of the learnable part's loss (None: 1024 for fp16, else 1)
+    perp_neg: bool = False  # Perp-Neg: the other views' prompts as negatives, their perpendicular part (prompts.py)
+    perp_neg_scale: float = 1.0  # multiplies threestudio's Perp-Neg weights (ScaleDreamer's ASD: 0.5)
+    method_options: dict = field(default_factory=dict)  # the method's own settings: fields of its `Options` dataclass
 
     def validate(self) -> None:
         if not 0.0 <= self.min_step_percent < self.max_step_percent <= 1.0:
@@ -58,6 +61,12 @@ class GuidanceConfig:
             raise UserError("camera_dropout must lie in [0, 1)")
         if self.learned_grad_scale is not None and not (0 < self.learned_grad_scale < float("inf")):
             raise UserError("learned_grad_scale must be positive and finite (or None)")
+        if not 0.0 <= self.perp_neg_scale < float("inf"):
+            raise UserError("perp_neg_scale must be non-negative and finite")
+        if self.perp_neg and not self.view_dependent_prompting:
+            raise UserError("perp_neg needs view_dependent_prompting (its negatives are the other views' prompts)")
+        if not isinstance(self.method_options, dict):
+            raise UserError("method_options must be a mapping of the method's own settings")
 
 
 def distillation_loss(z: torch.Tensor, grad: torch.Tensor, clip: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,6 +87,9 @@ class Guidance(nn.Module):
     # The method's own settings in each preset, as GuidanceConfig fields, keyed "preset" or "preset/backbone"
     # (the latter wins). A subclass's entries extend (and override) its parents'. Read through `preset_defaults`.
     presets: dict[str, dict] = {}
+    Options: type | None = None  # a dataclass of the method's own settings, read from config.method_options
+    difference_gradient = False  # the gradient is a plain score difference (image-to-3D scales it up to SDS's size)
+    adds_adapter = False  # the method adds a LoRA adapter to the prior's UNet
 
     @classmethod
     def preset_defaults(cls, preset: str, backbone: str | None = None) -> dict:
@@ -102,6 +114,21 @@ class Guidance(nn.Module):
         self.guidance_scale = self.resolve_guidance_scale(prior, config)
         self.lr: float | None = getattr(config, self.lr_field) if self.lr_field else None
         self.prompts = PromptEmbeddings(prior, prompt, negative, config.view_dependent_prompting)
+        self.options = self.parse_options(config.method_options)
+
+    @classmethod
+    def parse_options(cls, options: dict):
+        """The method's `Options` from `method_options` (unknown keys are a UserError); None without `Options`."""
+        from ..config import from_dict
+
+        if cls.Options is None:
+            if options:
+                raise UserError(f"{cls.name} has no method options, got: {', '.join(sorted(options))}")
+            return None
+        opts = from_dict(cls.Options, options)
+        if hasattr(opts, "validate"):
+            opts.validate()
+        return opts
 
     @classmethod
     def resolve_guidance_scale(cls, prior, config: GuidanceConfig) -> float | None:
@@ -130,15 +157,42 @@ class Guidance(nn.Module):
     # ---------------------------------------------------------------- shared steps
     def draw(self, z: torch.Tensor, step: int, t=None, noise=None, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Timesteps t ~ U{min..max(step)} and noise ε for the distillation gradient."""
-        c = self.config
         if t is None:
-            lo, hi = timestep_range(step, self.prior.num_train_timesteps, c.min_step_percent, c.max_step_percent,
-                                    c.max_step_percent_annealed, c.anneal_start_step, c.anneal_end_step)
+            lo, hi = self.t_range(step)
             t = sample_timesteps(z.shape[0], lo, hi, generator, z.device)
         t = torch.as_tensor(t, device=z.device).long().reshape(-1).expand(z.shape[0])
         if noise is None:
             noise = randn_like(z, generator)
         return t, noise.to(z.device, torch.float32)
+
+    def eps_pair(self, z_t: torch.Tensor, t: torch.Tensor, cameras=None, extra=()) -> tuple[torch.Tensor, ...]:
+        """(ε(z_t; y), ε(z_t; ∅), *ε of each `extra` (z, t, embeddings)) in ONE batched UNet call, y the view's prompt.
+        With `perp_neg` (and cameras), ε(z_t; y) is Perp-Neg's effective prediction (prompts.perp_neg_combine), so
+        every method that forms ε∅ + s (ε_y − ε∅) or ε_y − ε∅ from this pair uses Perp-Neg."""
+        b = z_t.shape[0]
+        negs = []
+        if self.config.perp_neg and cameras is not None:
+            cond, negs, weights = perp_neg_embeddings(self.prompts, cameras, b, self.config.perp_neg_scale)
+        else:
+            cond = self.prompts.conditional(cameras, b)
+        parts = [(z_t, t, cond), (z_t, t, self.prompts.unconditional(b))] + [(z_t, t, n) for n in negs] + list(extra)
+        out = self.prior.predict_noise(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]),
+                                       torch.cat([p[2] for p in parts]))
+        chunks = list(out.split([p[0].shape[0] for p in parts]))
+        eps_y, eps_null = chunks[0], chunks[1]
+        if negs:
+            eps_y = perp_neg_combine(eps_y, eps_null, chunks[2:2 + len(negs)], weights)
+        return (eps_y, eps_null, *chunks[2 + len(negs):])
+
+    def cfg(self, eps_y: torch.Tensor, eps_null: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+        """ε∅ + s (ε_y − ε∅), s the method's CFG scale unless given."""
+        return eps_null + (self.guidance_scale if scale is None else scale) * (eps_y - eps_null)
+
+    def t_range(self, step: int) -> tuple[int, int]:
+        """The inclusive timestep range [min_t, max_t] at `step`."""
+        c = self.config
+        return timestep_range(step, self.prior.num_train_timesteps, c.min_step_percent, c.max_step_percent,
+                              c.max_step_percent_annealed, c.anneal_start_step, c.anneal_end_step)
 
     def draw_prior(self, z: torch.Tensor, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Fresh t' ~ U{0..N-1} and ε' for the learnable part's denoising loss."""

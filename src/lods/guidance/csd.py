@@ -10,13 +10,12 @@ from .base import Guidance
 class CSD(Guidance):
     name = "csd"
     default_guidance_scale = None  # the classifier score has no CFG scale
+    difference_gradient = True
 
     def forward_latents(self, z, cameras=None, step=0, *, t=None, noise=None, generator=None) -> dict:
-        b = z.shape[0]
         t, noise = self.draw(z, step, t, noise, generator)
-        embeddings = torch.cat([self.prompts.conditional(cameras, b), self.prompts.unconditional(b)])
         with torch.no_grad():
             z_t = self.prior.add_noise(z.detach(), noise, t)
-            eps_y, eps_null = self.prior.predict_noise(torch.cat([z_t, z_t]), torch.cat([t, t]), embeddings).chunk(2)
+            eps_y, eps_null = self.eps_pair(z_t, t, cameras)
             grad = self.weight(t) * (eps_y - eps_null)
         return self.finish(z, grad, t)

@@ -27,6 +27,7 @@ class LODS(Guidance):
     """A variant provides the two branches; the gradient and the learnable part's loss are shared."""
 
     default_guidance_scale = 1000.0
+    difference_gradient = True
     presets = {"fast": {"guidance_scale": 100.0}, "paper": {"guidance_scale": 1000.0}}
 
     def branches(self, z_t, t, cond) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,6 +42,10 @@ class LODS(Guidance):
         """ε_ψ(z_t; ∅_learned), differentiable with respect to ψ."""
         raise NotImplementedError
 
+    def perp_neg_conditional(self, z_t, t, cameras) -> torch.Tensor:
+        """With Perp-Neg: the frozen prior's effective conditional prediction (extra passes for ε∅ and the negatives)."""
+        return self.eps_pair(z_t, t, cameras)[0]
+
     def forward_latents(self, z, cameras=None, step=0, *, t=None, noise=None, generator=None) -> dict:
         t, noise = self.draw(z, step, t, noise, generator)
         cond = self.prompts.conditional(cameras, z.shape[0])
@@ -48,7 +53,7 @@ class LODS(Guidance):
         if self.config.shared_draw:
             with torch.no_grad():
                 z_t = self.prior.add_noise(z.detach(), noise, t)
-                eps_y = self.conditional(z_t, t, cond)
+                eps_y = self.perp_neg_conditional(z_t, t, cameras) if self.config.perp_neg else self.conditional(z_t, t, cond)
             eps_learned = self.learned_unconditional(z_t, t)
             loss_prior = F.mse_loss(eps_learned, noise)
             grad = lods_grad(eps_y, eps_learned.detach(), noise, self.guidance_scale, self.weight(t))
@@ -56,6 +61,8 @@ class LODS(Guidance):
             with torch.no_grad():
                 z_t = self.prior.add_noise(z.detach(), noise, t)
                 eps_y, eps_learned = self.branches(z_t, t, cond)
+                if self.config.perp_neg:
+                    eps_y = self.perp_neg_conditional(z_t, t, cameras)
                 grad = lods_grad(eps_y, eps_learned, noise, self.guidance_scale, self.weight(t))
             t_p, noise_p = self.draw_prior(z, generator)
             z_p = self.prior.add_noise(z.detach(), noise_p, t_p)

@@ -16,6 +16,7 @@ from .lods import LODS
 class LODSLoRA(LODS):
     name = "lods-lora"
     lr_field = "lora_lr"
+    adds_adapter = True
     presets = {"fast": {"lora_lr": 1e-5}, "paper": {"lora_lr": 5e-7}}  # docs/algorithm.md: 5e-7 in 3D
 
     def __init__(self, prior, prompt, config=None):

@@ -13,12 +13,9 @@ class SDS(Guidance):
     presets = {"fast": {"guidance_scale": 20.0}, "paper": {"guidance_scale": 100.0}}  # fast: the embedded prior's
 
     def forward_latents(self, z, cameras=None, step=0, *, t=None, noise=None, generator=None) -> dict:
-        b = z.shape[0]
         t, noise = self.draw(z, step, t, noise, generator)
-        embeddings = torch.cat([self.prompts.conditional(cameras, b), self.prompts.unconditional(b)])
         with torch.no_grad():
             z_t = self.prior.add_noise(z.detach(), noise, t)
-            eps_y, eps_null = self.prior.predict_noise(torch.cat([z_t, z_t]), torch.cat([t, t]), embeddings).chunk(2)
-            eps_cfg = eps_null + self.guidance_scale * (eps_y - eps_null)
-            grad = self.weight(t) * (eps_cfg - noise)
+            eps_y, eps_null = self.eps_pair(z_t, t, cameras)
+            grad = self.weight(t) * (self.cfg(eps_y, eps_null) - noise)
         return self.finish(z, grad, t)

@@ -23,6 +23,7 @@ class VSD(Guidance):
     name = "vsd"
     default_guidance_scale = 7.5
     lr_field = "vsd_lr"
+    adds_adapter = True
     presets = {"fast": {"guidance_scale": 7.5}, "paper": {"guidance_scale": 7.5, "vsd_lr": 1e-4}}
 
     def __init__(self, prior, prompt, config=None):
@@ -54,15 +55,12 @@ class VSD(Guidance):
     def forward_latents(self, z, cameras=None, step=0, *, t=None, noise=None, generator=None) -> dict:
         b = z.shape[0]
         t, noise = self.draw(z, step, t, noise, generator)
-        cond = self.prompts.conditional(cameras, b)
         plain = self.prompts.plain.expand(b, -1, -1)  # the LoRA branch: the view-independent prompt
         cams = cameras.c2w.reshape(b, 16).to(z.device, torch.float32) if cameras is not None else z.new_zeros(b, 16)
         with torch.no_grad():
             z_t = self.prior.add_noise(z.detach(), noise, t)
-            embeddings = torch.cat([cond, self.prompts.unconditional(b)])
-            eps_y, eps_null = self.prior.predict_noise(torch.cat([z_t, z_t]), torch.cat([t, t]), embeddings).chunk(2)
-            eps_cfg = eps_null + self.guidance_scale * (eps_y - eps_null)
-            grad = self.weight(t) * (eps_cfg - self.lora_eps(z_t, t, plain, cams))
+            eps_y, eps_null = self.eps_pair(z_t, t, cameras)
+            grad = self.weight(t) * (self.cfg(eps_y, eps_null) - self.lora_eps(z_t, t, plain, cams))
         t_p, noise_p = self.draw_prior(z, generator)
         keep = (draw_uniform(1, generator, z.device) >= self.config.camera_dropout).float()  # one draw per batch
         z_p = self.prior.add_noise(z.detach(), noise_p, t_p)

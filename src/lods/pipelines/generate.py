@@ -114,7 +114,7 @@ class GenerateConfig:
 def preset_config(preset: str, backbone: str, guidance: str) -> GenerateConfig:
     """The defaults of a preset: `fast` is the CPU setting for the embedded prior; `paper` the reference settings
     (docs/algorithm.md, "Presets"). Method settings (CFG scale, learning rates) come from the method's own
-    `presets` table; this function names no method."""
+    `presets` table, which wins over the backbone's common guidance settings; this function names no method."""
     if preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     method = guidance_class(guidance)
@@ -132,8 +132,8 @@ def preset_config(preset: str, backbone: str, guidance: str) -> GenerateConfig:
         cfg = GenerateConfig(preset="paper", backbone="gs", guidance=guidance, steps=2500, render_size=512, device="cuda",
                              prior="stabilityai/stable-diffusion-2-1-base", background="black", adam_betas=[0.9, 0.999])
         cfg.cameras = CameraSamplerConfig(elevation_range=(-10.0, 45.0), distance_range=(2.5, 4.0), fov_range=(40.0, 70.0), views_per_step=8)
-        cfg.guidance_config = GuidanceConfig(max_step_percent_annealed=0.55, anneal_start_step=500, anneal_end_step=501,
-                                             negative_prompt="a point cloud image", **method.preset_defaults("paper", "gs"))
+        cfg.guidance_config = GuidanceConfig(**{**dict(max_step_percent_annealed=0.55, anneal_start_step=500, anneal_end_step=501,
+                                                       negative_prompt="a point cloud image"), **method.preset_defaults("paper", "gs")})
         cfg.gaussians = {"num_points": 4096, "init_radius": 0.8, "lr_means": 1.75e-4, "lr_means_final": 8.75e-5,
                          "lr_means_steps": 2500, "lr_opacities": 1e-2, "lr_colors": 1.25e-2, "densify_from": 300,
                          "densify_until": 1000, "densify_every": 100, "prune_screen_size": 20.0, "max_gaussians": 500_000}
@@ -142,8 +142,8 @@ def preset_config(preset: str, backbone: str, guidance: str) -> GenerateConfig:
         cfg = GenerateConfig(preset="paper", backbone="nerf", guidance=guidance, steps=25000, render_size=256, device="cuda",
                              prior="stabilityai/stable-diffusion-2-1-base", resolution_schedule=[[10000, 512]], background="random")
         cfg.cameras = CameraSamplerConfig(elevation_range=(-10.0, 45.0), distance_range=(1.5, 2.0), fov_range=(40.0, 70.0), views_per_step=1)
-        cfg.guidance_config = GuidanceConfig(max_step_percent_annealed=0.5, anneal_start_step=10000, anneal_end_step=10001,
-                                             negative_prompt="", **method.preset_defaults("paper", "nerf"))
+        cfg.guidance_config = GuidanceConfig(**{**dict(max_step_percent_annealed=0.5, anneal_start_step=10000, anneal_end_step=10001,
+                                                       negative_prompt=""), **method.preset_defaults("paper", "nerf")})
         cfg.lambdas = {"sds": 1.0, "prior": 1.0, "sparsity": 0.0, "opacity": 0.0}
     cfg.checkpoint_every = 1000
     return cfg

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
+from ..guidance import guidance_class
 from ..render.cameras import Cameras, evaluation_cameras, orbit_cameras
 from ..utils.io import atomic_write_bytes
 from .generate import GUIDANCES, GenerateConfig, LoopHooks, _background, load_run_config, preset_config, run_generate
@@ -53,10 +54,10 @@ IMAGE_GUIDANCES = tuple(GUIDANCES) + ("none",)
 # Reconstruction weights. The MSEs are means over pixels while the distillation losses are sums, hence the large
 # lambdas: at initialisation the reference-view gradient is a few times the guidance's (SDS at the fast preset).
 RECON_LAMBDAS = {"rgb": 10000.0, "mask": 1000.0}
-# Methods whose gradient is a plain score difference (eps_y - eps_learned or eps_y - eps_null: LODS, normalised by s,
-# and CSD) get lambda_sds = SDS's CFG scale of the preset, so that every guidance starts at SDS's gradient magnitude
-# against the reconstruction (measured at initialisation: LODS's gradient is ~1/19 of SDS's at CFG 20).
-DIFFERENCE_GUIDANCES = ("lods-embedding", "lods-lora", "csd")
+# Methods whose gradient is a plain score difference (Guidance.difference_gradient: eps_y - eps_learned or
+# eps_y - eps_null, i.e. LODS, normalised by s, and CSD) get lambda_sds = SDS's CFG scale of the preset, so that every
+# guidance starts at SDS's gradient magnitude against the reconstruction (measured at initialisation: LODS's
+# gradient is ~1/19 of SDS's at CFG 20).
 SDS_CFG = {"fast": 20.0, "paper": 100.0}
 
 @dataclass
@@ -87,7 +88,7 @@ def image_preset_config(preset: str, backbone: str, guidance: str) -> ImageTo3DC
     cfg = ImageTo3DConfig(**{f.name: getattr(base, f.name) for f in dataclasses.fields(GenerateConfig)})
     cfg.guidance = guidance
     cfg.lambdas = {**base.lambdas, **RECON_LAMBDAS}
-    if guidance in DIFFERENCE_GUIDANCES:
+    if guidance != "none" and guidance_class(guidance).difference_gradient:
         cfg.lambdas["sds"] = SDS_CFG[preset]
     cfg.guidance_config.embedding_lr = 1e-3
     if preset == "paper":

@@ -233,3 +233,35 @@ class Prior:
                 class_labels=class_labels,
             ).sample
         return out.float()
+
+    # ---------------------------------------------------------------- DDIM inversion
+    def _guided(self, prompt_embeddings: torch.Tensor, negative_embeddings: torch.Tensor | None, cfg: float):
+        from .inversion import guided_eps_fn
+
+        return guided_eps_fn(self, prompt_embeddings, negative_embeddings, cfg)
+
+    @torch.no_grad()
+    def ddim_invert(self, z: torch.Tensor, t_end: int, steps: int, prompt_embeddings: torch.Tensor,
+                    negative_embeddings: torch.Tensor | None = None, cfg: float = 1.0) -> torch.Tensor:
+        """Deterministic DDIM inversion of model-space `z` (taken as the level t = 0) to t = `t_end` in `steps`
+        even steps; conditional on `prompt_embeddings` (e.g. of "" for an unconditional inversion), with CFG
+        `cfg` against `negative_embeddings` when given."""
+        from .inversion import ddim_invert, ddim_timesteps
+
+        self._check_t(t_end)
+        return ddim_invert(self, z.to(self.device, torch.float32), ddim_timesteps(t_end, steps),
+                           self._guided(prompt_embeddings, negative_embeddings, cfg))
+
+    @torch.no_grad()
+    def ddim_sample_from(self, z_t: torch.Tensor, t_end: int, steps: int, prompt_embeddings: torch.Tensor,
+                         negative_embeddings: torch.Tensor | None = None, cfg: float = 1.0) -> torch.Tensor:
+        """Deterministic DDIM sampling from `z_t` at t = `t_end` down to t = 0 along `ddim_invert`'s timesteps."""
+        from .inversion import ddim_sample_back, ddim_timesteps
+
+        self._check_t(t_end)
+        return ddim_sample_back(self, z_t.to(self.device, torch.float32), ddim_timesteps(t_end, steps),
+                                self._guided(prompt_embeddings, negative_embeddings, cfg))
+
+    def _check_t(self, t: int) -> None:
+        if not 0 <= int(t) < self.num_train_timesteps:
+            raise ValueError(f"timestep {t} outside 0..{self.num_train_timesteps - 1}")
