@@ -10,9 +10,6 @@ import typer
 from .errors import UserError
 
 METHODS_HELP = "Comma-separated methods: sds, csd, lods-embedding, lods-lora, vsd, ism, sdi, nfsd, asd."
-# the speed benchmark's default rows (bench_speed.METHODS, repeated here so that `lods --help` imports no torch)
-METHODS_SPEED = ("sds", "csd", "lods-embedding", "lods-embedding+shared_draw", "lods-lora", "lods-lora+shared_draw", "vsd",
-                 "ism", "sdi", "nfsd", "asd")
 PRIOR_HELP = "Diffusers folder or hub id of the prior (default: the embedded prior)."
 BACKEND_HELP = "local (worker processes on this machine) or ray (a Ray task per run; pip install 'lods[ray]')."
 RAY_ADDRESS_HELP = "--backend ray: the cluster to join ('auto', or HOST:PORT; default: start a local Ray)."
@@ -153,7 +150,8 @@ def register(bench_app) -> None:
         warmup: int = typer.Option(3, help="Untimed steps per method first."),
         size: int = typer.Option(64, help="Rendered image size fed to the guidance (resized to the prior's size)."),
         batch: int = typer.Option(4, help="Views per step."),
-        methods: str = typer.Option(",".join(METHODS_SPEED), help=METHODS_HELP + " A method may carry switches: lods-embedding+shared_draw."),
+        methods: Optional[str] = typer.Option(None, help=METHODS_HELP + " A method may carry switches: "
+                                              "lods-embedding+shared_draw. Default: every method and the shared-draw rows."),
         timestep: int = typer.Option(500, help="The diffusion timestep t of every step."),
         threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: torch's)."),
         sd21: Optional[bool] = typer.Option(None, "--sd21/--no-sd21", help="Also time an SD-2.1-shaped prior (random weights, "
@@ -164,8 +162,9 @@ def register(bench_app) -> None:
         """Speed: median time and peak memory of one guidance step per method at identical settings (same images, cameras, t, noise), interleaved in one process; prints a table with ratios to SDS."""  # noqa: E501
         from .cli import _device
         from .evaluate.bench_quality import command_line, parse_list
-        from .evaluate.bench_speed import SpeedConfig, run_speed_bench
+        from .evaluate.bench_speed import METHODS, SpeedConfig, run_speed_bench
 
+        methods = methods or ",".join(METHODS)
         options = dict(prior=prior, device=device, steps=steps, warmup=warmup, size=size, batch=batch, methods=methods,
                        timestep=timestep, threads=threads, out=out)
         command = command_line("speed", options)

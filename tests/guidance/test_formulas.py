@@ -9,22 +9,10 @@ from diffusers import DDPMScheduler
 
 from lods.guidance import GuidanceConfig, build_guidance
 from lods.priors import lora
-from lods.priors.prior import Prior
-from lods.priors.tiny_sd import build_tiny_sd
 from lods.render.cameras import orbit_cameras
 
 PROMPT = "a red cube"
 B = 2
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return build_tiny_sd(tmp_path_factory.mktemp("sd") / "px", latent=False)
-
-
-@pytest.fixture
-def prior(folder):
-    return Prior.load(str(folder))
 
 
 def embed(prior, texts):

@@ -7,20 +7,9 @@ import torch.nn.functional as F
 from lods.errors import UserError
 from lods.guidance import GUIDANCES, GuidanceConfig, build_guidance
 from lods.priors.prior import Prior
-from lods.priors.tiny_sd import build_tiny_sd
 
 PROMPT = "a red cube"
 LEARNABLE = ["lods-embedding", "lods-lora", "vsd"]
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return build_tiny_sd(tmp_path_factory.mktemp("sd") / "px", latent=False)
-
-
-@pytest.fixture
-def prior(folder):
-    return Prior.load(str(folder))
 
 
 def params_of(guidance):

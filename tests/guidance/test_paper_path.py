@@ -12,21 +12,10 @@ from lods.guidance import GuidanceConfig, build_guidance, split_method
 from lods.guidance.lods import lods_grad
 from lods.pipelines.generate import preset_config
 from lods.priors import lora
-from lods.priors.prior import Prior
 from lods.priors.tiny_sd import build_tiny_sd
 from lods.render.cameras import CameraSamplerConfig, sample_cameras
 
 PROMPT = "a red cube"
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return build_tiny_sd(tmp_path_factory.mktemp("sd") / "px", latent=False)
-
-
-@pytest.fixture
-def prior(folder):
-    return Prior.load(str(folder))
 
 
 # ------------------------------------------------------------------ presets

@@ -34,7 +34,7 @@ def test_an_accelerator_reads_in_batches_and_on_demand():
 
 
 def test_a_non_finite_total_raises_diverged_with_its_step():
-    log = StepLog([], torch.device("cpu"), kept="nothing was checkpointed")
+    log = StepLog([], torch.device("cpu"), kept=lambda: "nothing was checkpointed")
     log.add(1, terms(1.0), torch.tensor(1.0))
     with pytest.raises(Diverged, match="at step 1 .*nothing was checkpointed"):
         log.add(2, terms(1.0), torch.tensor(float("nan")))

@@ -88,3 +88,16 @@ OUTPUTS = ("checkpoints/last.safetensors", "model.ply", "mesh.glb", "views.png",
 def same_outputs(a, b) -> list[str]:
     """The outputs (OUTPUTS) that differ between run folders a and b, byte for byte."""
     return [n for n in OUTPUTS if (Path(a) / n).read_bytes() != (Path(b) / n).read_bytes()]
+
+
+def tiny(prior, out, *extra, prompt="a red cube"):
+    """`lods generate` arguments of a tiny run on the test prior."""
+    return ("generate", prompt, "--prior", prior, "--out", out, "--quiet", *extra)
+
+
+@pytest.fixture(scope="module")
+def finished(prior, tmp_path_factory):
+    """A finished tiny run (read-only for the tests: copy it before changing it)."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    assert run_here(*tiny(prior, out)) == 0
+    return out

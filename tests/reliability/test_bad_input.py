@@ -11,18 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_here, snapshot
-
-
-def tiny(prior, out, *extra, prompt="a red cube"):
-    return ("generate", prompt, "--prior", prior, "--out", out, "--quiet", *extra)
-
-
-@pytest.fixture(scope="module")
-def finished(prior, tmp_path_factory):
-    out = tmp_path_factory.mktemp("finished") / "run"
-    assert run_here(*tiny(prior, out)) == 0
-    return out
+from conftest import run_here, snapshot, tiny
 
 
 @pytest.fixture

@@ -8,19 +8,7 @@ import time
 
 import pytest
 
-from conftest import run_here, snapshot, spawn
-
-
-def tiny(prior, out, *extra, prompt="a red cube"):
-    return ("generate", prompt, "--prior", prior, "--out", out, "--quiet", *extra)
-
-
-@pytest.fixture(scope="module")
-def finished(prior, tmp_path_factory):
-    """A finished 6-step run (read-only for the tests: copy it before changing it)."""
-    out = tmp_path_factory.mktemp("finished") / "run"
-    assert run_here(*tiny(prior, out)) == 0
-    return out
+from conftest import run_here, snapshot, spawn, tiny
 
 
 def copy_of(finished, tmp_path, name="run"):

@@ -17,7 +17,6 @@ import json
 import math
 import os
 import platform
-import shutil
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -370,9 +369,7 @@ def run_job(job: dict, prior=None) -> dict:
         elif (out / "checkpoints" / "last.safetensors").exists():
             metrics = run_generate(cfg, resume=True, prior=prior)
             status = "resumed"
-        else:
-            if out.exists():  # started but not even one checkpoint: start again
-                shutil.rmtree(out)
+        else:  # a folder stopped before its first checkpoint starts over (RunDir checks it under its lock)
             metrics = run_generate(cfg, prior=prior)
             status = "ok"
     except KeyboardInterrupt:
@@ -381,13 +378,6 @@ def run_job(job: dict, prior=None) -> dict:
         text = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
         return row_from_metrics(job, None, f"failed: {type(e).__name__}: {text}", time.time() - t0)
     return row_from_metrics(job, metrics, status, time.time() - t0)
-
-
-def _worker_init(threads: int = 1) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def run_jobs(jobs: list[dict], workers: int, on_row: Callable[[dict, int, int], None] | None = None,
@@ -408,28 +398,18 @@ def run_jobs(jobs: list[dict], workers: int, on_row: Callable[[dict, int, int], 
         finally:
             torch.set_num_threads(before)
         return rows  # type: ignore[return-value]
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from ..utils.pool import run_in_processes
 
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                               initargs=(threads,))
-    try:
-        futures = {pool.submit(run_job, job): job for job in jobs}
-        for fut in as_completed(futures):
-            job = futures[fut]
-            try:
-                row = fut.result()
-            except Exception as e:  # noqa: BLE001 - a crashed worker (killed, out of memory)
-                row = row_from_metrics(job, None, f"failed: worker crashed ({type(e).__name__})", 0.0)
-            rows[job["index"]] = row
-            done += 1
-            if on_row:
-                on_row(row, done, len(jobs))
-    except KeyboardInterrupt:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
-    return rows  # type: ignore[return-value]
+    def crashed(job, e):
+        return row_from_metrics(job, None, f"failed: worker crashed ({type(e).__name__})", 0.0)
+
+    def landed(job, row):
+        nonlocal done
+        done += 1
+        if on_row:
+            on_row(row, done, len(jobs))
+
+    return run_in_processes(run_job, jobs, workers, threads, crashed, landed)
 
 
 # ---------------------------------------------------------------------------------------------- driver

@@ -217,13 +217,14 @@ class Guidance(nn.Module):
             return float(self.config.learned_grad_scale)
         return 1024.0 if self.prior.dtype in (torch.float16, torch.bfloat16) else 1.0
 
-    def scale_learned_backward(self, loss: torch.Tensor, params) -> torch.Tensor:
-        """`loss` unchanged in value; its backward through the (fp16) UNet carries k × the gradient, and each of
-        `params` (fp32 leaves) divides its gradient by k again, so the optimiser sees the exact gradient."""
+    def scale_learned_backward(self, loss: torch.Tensor) -> torch.Tensor:
+        """`loss` unchanged in value; its backward through the (fp16) UNet carries k × the gradient, and each learnable
+        fp32 leaf (this guidance's `param_groups`) divides its gradient by k again: the optimiser sees the exact one."""
         k = self.learned_grad_scale()
         if k == 1.0:
             return loss
         if not getattr(self, "_unscale_hooks", None):
+            params = [p for g in self.param_groups() for p in g["params"]]
             self._unscale_hooks = [p.register_hook(lambda g, k=k: g / k) for p in params]
         return ScaleGrad.apply(loss, k)
 

@@ -49,7 +49,6 @@ class LODS(Guidance):
     def forward_latents(self, z, cameras=None, step=0, *, t=None, noise=None, generator=None) -> dict:
         t, noise = self.draw(z, step, t, noise, generator)
         cond = self.prompts.conditional(cameras, z.shape[0])
-        params = [p for g in self.param_groups() for p in g["params"]]
         if self.config.shared_draw:
             with torch.no_grad():
                 z_t = self.prior.add_noise(z.detach(), noise, t)
@@ -67,5 +66,5 @@ class LODS(Guidance):
             t_p, noise_p = self.draw_prior(z, generator)
             z_p = self.prior.add_noise(z.detach(), noise_p, t_p)
             loss_prior = F.mse_loss(self.learned_unconditional(z_p, t_p), noise_p)
-        loss_prior = self.scale_learned_backward(loss_prior, params)
+        loss_prior = self.scale_learned_backward(loss_prior)
         return self.finish(z, grad, t, loss_prior=loss_prior)

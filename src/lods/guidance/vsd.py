@@ -65,7 +65,7 @@ class VSD(Guidance):
         keep = (draw_uniform(1, generator, z.device) >= self.config.camera_dropout).float()  # one draw per batch
         z_p = self.prior.add_noise(z.detach(), noise_p, t_p)
         loss_prior = F.mse_loss(self.lora_eps(z_p, t_p, plain, cams * keep), noise_p)
-        loss_prior = self.scale_learned_backward(loss_prior, [p for g in self.param_groups() for p in g["params"]])
+        loss_prior = self.scale_learned_backward(loss_prior)
         return self.finish(z, grad, t, loss_prior=loss_prior)
 
     def param_groups(self) -> list[dict]:

@@ -13,7 +13,6 @@ import dataclasses
 import io
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,13 +136,6 @@ def lost_row(job: dict, error: BaseException) -> dict:
     return row_of(job, None, f"failed: worker lost ({type(error).__name__})", 0.0)
 
 
-def _worker_init(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
 # ---------------------------------------------------------------------------------------------- the batch
 def run_batch(bc: BatchConfig, on_row: Callable[[dict, int, int], None] | None = None) -> dict:
     """Run every prompt; returns {"rows", "csv_path", "summary_path"}. Bad settings raise UserError before any
@@ -202,27 +194,9 @@ def _run_here(bc: BatchConfig, jobs: list[dict], landed) -> list[dict]:
 
 
 def _run_pool(bc: BatchConfig, jobs: list[dict], landed) -> list[dict]:
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from ..utils.pool import run_in_processes
 
-    rows: list = [None] * len(jobs)
-    pool = ProcessPoolExecutor(max_workers=bc.workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                               initargs=(bc.threads or 1,))
-    try:
-        futures = {pool.submit(run_prompt, job): job for job in jobs}
-        for fut in as_completed(futures):
-            job = futures[fut]
-            try:
-                row = fut.result()
-            except Exception as e:  # noqa: BLE001 - a crashed worker (killed, out of memory)
-                row = lost_row(job, e)
-            rows[job["index"]] = row
-            landed(job, row)
-    except KeyboardInterrupt:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
-    return rows
+    return run_in_processes(run_prompt, jobs, bc.workers, bc.threads or 1, lost_row, landed)
 
 
 def _run_ray(bc: BatchConfig, jobs: list[dict], landed) -> list[dict]:

@@ -287,7 +287,11 @@ def _run(cfg: GenerateConfig, run: RunDir, signals: StopSignals, progress, hooks
 
     clock = Stopwatch(before)
 
-    steplog = StepLog(history, device, progress, cfg.steps)
+    def kept() -> str:
+        return (f"the checkpoint at step {signals.step} is kept" if signals.step is not None
+                else "nothing was checkpointed, so the same command starts over")
+
+    steplog = StepLog(history, device, progress, cfg.steps, kept)
 
     def checkpoint(step: int) -> None:
         steplog.flush()
@@ -310,8 +314,6 @@ def _run(cfg: GenerateConfig, run: RunDir, signals: StopSignals, progress, hooks
             terms = {k: v for k, v in losses.items() if k.startswith("loss_")}
             total = sum(lambdas.get(k, 1.0 if k in ("loss_sds",) else 0.0) * v for k, v in terms.items())
             save_now = (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps
-            steplog.kept = (f"the checkpoint at step {signals.step} is kept" if signals.step is not None
-                            else "nothing was checkpointed, so the same command starts over")
             steplog.add(step + 1, terms, total, force=save_now)  # checks the loss (CPU: every step, before the update)
             optimizer.zero_grad(set_to_none=True)
             total.backward()

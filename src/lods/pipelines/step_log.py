@@ -8,6 +8,8 @@ the CPU `every` is 1, so each step is checked before its update, exactly as a pl
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..errors import Diverged
@@ -16,12 +18,12 @@ SYNC_EVERY_CUDA = 10
 
 
 class StepLog:
-    def __init__(self, history: list, device: torch.device, progress=None, total_steps: int = 0, kept: str = ""):
+    def __init__(self, history: list, device: torch.device, progress=None, total_steps: int = 0, kept=lambda: ""):
         self.history = history
         self.every = 1 if device.type == "cpu" else SYNC_EVERY_CUDA
         self.progress = progress
         self.total_steps = total_steps
-        self.kept = kept  # what survives a divergence, for its message
+        self.kept = kept  # () -> what survives a divergence, for its message
         self.pending: list[tuple[int, list[str], torch.Tensor]] = []
 
     def add(self, step: int, terms: dict[str, torch.Tensor], total: torch.Tensor, force: bool = False) -> None:
@@ -38,8 +40,8 @@ class StepLog:
         rows = torch.stack([values for _, _, values in self.pending]).cpu().tolist()  # the one host sync
         pending, self.pending = self.pending, []
         for (step, names, _), row in zip(pending, rows):
-            if not torch.isfinite(torch.tensor(row[-1])):
-                raise Diverged(f"the loss became {row[-1]} at step {step - 1} ({self.kept}); lower the learning rates or "
+            if not math.isfinite(row[-1]):
+                raise Diverged(f"the loss became {row[-1]} at step {step - 1} ({self.kept()}); lower the learning rates or "
                                "the CFG scale")
             logs = dict(zip(names, row[:-1]))
             self.history.append({"step": step, **logs})
