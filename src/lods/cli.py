@@ -139,6 +139,10 @@ def prior_train(
     time_limit: float = typer.Option(0.0, help="Stop after this many minutes (0: no limit); rerun to resume."),
     workers: int = typer.Option(2, help="Processes rendering the training set."),
     install: bool = typer.Option(False, help="Copy the exported prior into the package as the new default."),
+    init_from: Optional[Path] = typer.Option(None, help="Warm-start from this exported prior folder (e.g. the shipped one)."),
+    warmup_steps: int = typer.Option(200, help="Linear learning-rate warm-up steps."),
+    vary: bool = typer.Option(True, help="Render the training set with the world's shade and light variance."),
+    attribute_dropout: bool = typer.Option(True, help="Drop colours / shapes from captions at the world's rates."),
     quiet: bool = typer.Option(False, help=QUIET_HELP),
 ):
     """Train (or resume) the embedded prior on renders of the world."""
@@ -146,7 +150,11 @@ def prior_train(
     from .progress import progress_bar
 
     config = TrainPriorConfig(out=str(out), steps=steps, batch_size=batch_size, lr=lr, data_scenes=data_scenes, seed=seed,
-                              checkpoint_every=checkpoint_every, time_limit_min=time_limit, workers=workers)
+                              checkpoint_every=checkpoint_every, time_limit_min=time_limit, workers=workers,
+                              init_from=str(init_from) if init_from else "", warmup_steps=warmup_steps, vary=vary,
+                              attribute_dropout=attribute_dropout)
+    if init_from is not None and not (init_from / "unet").is_dir():
+        raise UserError(f"--init-from {init_from}: not a prior folder (no unet/ inside)")
     try:
         config.validate()
     except ValueError as e:
@@ -347,6 +355,7 @@ def judge_eval(
     seed: int = typer.Option(3000, help="Scene seed (the training data used 1000, its held-out set 2000)."),
     cameras: str = typer.Option("ring", help="'ring': the 8 evaluation cameras; 'random': 4 random training-range views."),
     out: Path = typer.Option(None, help="Also write the accuracies to this JSON file."),
+    vary: bool = typer.Option(False, help="Render with the world's shade and light variance (default: canonical renders)."),
 ):
     """Held-out accuracy of the judge on fresh ground-truth renders (exact match = every head right)."""
     import torch
@@ -358,9 +367,9 @@ def judge_eval(
     if cameras not in ("ring", "random"):
         raise UserError(f"--cameras must be 'ring' or 'random', got {cameras!r}")
     net = Judge.load(judge)
-    data = render_scenes(scenes, seed, SIZE, ring=cameras == "ring")
+    data = render_scenes(scenes, seed, SIZE, ring=cameras == "ring", vary=vary)
     acc = evaluate_judge(net, torch.from_numpy(data.images), label_targets(data.labels))
-    result = {"judge": str(judge or "shipped"), "scenes": scenes, "seed": seed, "cameras": cameras,
+    result = {"judge": str(judge or "shipped"), "scenes": scenes, "seed": seed, "cameras": cameras, "vary": vary,
               "images": len(data.images), **acc}
     if out is not None:
         atomic_write_json(out, result)

@@ -23,6 +23,7 @@ from ..world.dataset import DISTANCE_RANGE, ELEVATION_RANGE, FOV_DEG, WorldRende
 from ..world.judge import HEAD_CLASSES, MULTI_HEADS, Judge, JudgeArch, JudgeNet, scene_targets
 from ..world.render import render_scene
 from ..world.scene import Scene, WorldObject, random_scene
+from ..world.variation import CANONICAL, random_variation
 
 
 MULTI_BLOCK = 4000  # scenes per cached block of extra two-object renders
@@ -57,6 +58,7 @@ class TrainJudgeConfig:
     size: int = 32
     workers: int = 1
     threads: int = 1
+    vary: bool = True  # train and hold out on renders with the world's shade and light variance
 
     def validate(self) -> None:
         if min(self.train_scenes, self.heldout_scenes, self.views_per_scene, self.epochs, self.batch_size) <= 0:
@@ -78,9 +80,10 @@ def _cached(cfg: TrainJudgeConfig, name: str, make) -> WorldRenders:
 
 
 def render_scenes(n_scenes: int, seed: int, size: int, category_weights=(0.5, 0.25, 0.25), views_per_scene: int = 4,
-                  ring: bool = False, start: int = 0) -> WorldRenders:
+                  ring: bool = False, start: int = 0, vary: bool = False) -> WorldRenders:
     """Random scenes `start` .. `start + n_scenes` drawn with `category_weights`, each from `views_per_scene` random
-    training-distribution cameras, or (ring=True) from the 8 evaluation cameras. Deterministic in `seed`."""
+    training-distribution cameras, or (ring=True) from the 8 evaluation cameras. Deterministic in `seed`.
+    `vary` draws each scene's shades and light (world/variation.py) after its cameras."""
     images, captions, views, labels = [], [], [], []
     for i in range(start, start + n_scenes):
         rng = random.Random(f"{seed}-{i}")
@@ -92,7 +95,8 @@ def render_scenes(n_scenes: int, seed: int, size: int, category_weights=(0.5, 0.
             az = torch.tensor([rng.uniform(-180.0, 180.0) for _ in range(views_per_scene)])
             dist = torch.tensor([rng.uniform(*DISTANCE_RANGE) for _ in range(views_per_scene)])
             cams = orbit_cameras(el, az, dist, FOV_DEG)
-        rgb = render_scene(scene, cams, size=size)["rgb"]
+        variation = random_variation(rng, len(scene.objects)) if vary else CANONICAL
+        rgb = render_scene(scene, cams, size=size, variation=variation)["rgb"]
         images.append((rgb * 255).round().clamp(0, 255).to(torch.uint8).numpy())
         for e, a in zip(cams.elevation_deg.tolist(), cams.azimuth_deg.tolist()):
             captions.append(scene.caption())
@@ -190,20 +194,21 @@ def train_judge(cfg: TrainJudgeConfig, progress=None) -> dict:
     torch.set_num_threads(cfg.threads)
     start = time.time()
     v = cfg.views_per_scene
-    train = _cached(cfg, f"world_{cfg.train_seed}_{cfg.train_scenes}x{v}",
-                    lambda: render_world(cfg.train_scenes, v, seed=cfg.train_seed, size=cfg.size, workers=cfg.workers))
+    vary, tag = cfg.vary, "_vary" if cfg.vary else ""
+    train = _cached(cfg, f"world_{cfg.train_seed}_{cfg.train_scenes}x{v}{tag}",
+                    lambda: render_world(cfg.train_scenes, v, seed=cfg.train_seed, size=cfg.size, workers=cfg.workers, vary=vary))
     if cfg.extra_multi_scenes:
         # cached in blocks, so that a larger budget reuses the blocks already rendered
         m, seed = cfg.extra_multi_views, cfg.train_seed + 1
         for lo in range(0, cfg.extra_multi_scenes, MULTI_BLOCK):
             n = min(MULTI_BLOCK, cfg.extra_multi_scenes - lo)
-            block = _cached(cfg, f"multi_{seed}_{lo}+{n}x{m}",
-                            lambda: render_scenes(n, seed, cfg.size, (0, 0, 1), m, start=lo))
+            block = _cached(cfg, f"multi_{seed}_{lo}+{n}x{m}{tag}",
+                            lambda: render_scenes(n, seed, cfg.size, (0, 0, 1), m, start=lo, vary=vary))
             train = _concat(train, block)
-    held = _cached(cfg, f"world_{cfg.heldout_seed}_{cfg.heldout_scenes}x{v}",
-                   lambda: render_world(cfg.heldout_scenes, v, seed=cfg.heldout_seed, size=cfg.size, workers=cfg.workers))
-    ring = _cached(cfg, f"ring_{cfg.ring_seed}_{cfg.ring_scenes}x8_az{EVAL_AZIMUTH_OFFSET_DEG:g}",
-                   lambda: render_scenes(cfg.ring_scenes, cfg.ring_seed, cfg.size, ring=True)) if cfg.ring_scenes else None
+    held = _cached(cfg, f"world_{cfg.heldout_seed}_{cfg.heldout_scenes}x{v}{tag}",
+                   lambda: render_world(cfg.heldout_scenes, v, seed=cfg.heldout_seed, size=cfg.size, workers=cfg.workers, vary=vary))
+    ring = _cached(cfg, f"ring_{cfg.ring_seed}_{cfg.ring_scenes}x8_az{EVAL_AZIMUTH_OFFSET_DEG:g}{tag}",
+                   lambda: render_scenes(cfg.ring_scenes, cfg.ring_seed, cfg.size, ring=True, vary=vary)) if cfg.ring_scenes else None
     images = torch.from_numpy(train.images)
     targets = label_targets(train.labels)
     held_images = torch.from_numpy(held.images)

@@ -2,12 +2,17 @@
 
 Each step draws its batch, caption dropout, timesteps and noise from a generator seeded by (seed, step), so a
 run resumed from a checkpoint continues exactly as an uninterrupted one would.
+
+Captions: 10% are emptied (the unconditional branch); of the rest, attributes are dropped at the world's rates
+(world/captions.py: "a cube", "a red object"), and 75% get a view suffix. The training renders carry the world's
+variance (world/variation.py). `init_from` warm-starts from an earlier exported prior (priors/embedded.warm_start).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,8 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from ..utils.io import atomic_write_json, load_checkpoint, optimizer_from_tensors, optimizer_to_tensors, save_checkpoint
+from ..world.captions import drop_attributes
 from ..world.dataset import WorldRenders, render_world
-from ..world.scene import VOCABULARY
+from ..world.scene import VOCABULARY, parse_prompt
 from .. import __version__
 from ..priors import embedded
 
@@ -41,6 +47,10 @@ class TrainPriorConfig:
     checkpoint_every: int = 200
     workers: int = 2
     time_limit_min: float = 0.0  # stop (after a checkpoint) once this many minutes have passed; 0 = no limit
+    attribute_dropout: bool = True  # drop colours / shapes from captions at the world's rates
+    vary: bool = True  # render the training set with the world's shade and light variance
+    pooled_text: bool = True  # the pooled text embedding added to the timestep embedding (priors/embedded.py)
+    init_from: str = ""  # an exported prior folder to warm-start from ("" = from scratch)
 
     def validate(self) -> None:
         if self.steps <= 0 or self.batch_size <= 0 or self.data_scenes <= 0 or self.views_per_scene <= 0:
@@ -61,16 +71,18 @@ def train_prior(cfg: TrainPriorConfig, progress=None) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", asdict(cfg))
-    data_path = out / f"world_{cfg.seed}_{cfg.data_scenes}x{cfg.views_per_scene}_{cfg.size}.npz"
+    data_path = out / f"world_{cfg.seed}_{cfg.data_scenes}x{cfg.views_per_scene}_{cfg.size}{'_vary' if cfg.vary else ''}.npz"
     if not data_path.exists():
-        render_world(cfg.data_scenes, cfg.views_per_scene, seed=cfg.seed, size=cfg.size, workers=cfg.workers).save(data_path)
+        render_world(cfg.data_scenes, cfg.views_per_scene, seed=cfg.seed, size=cfg.size, workers=cfg.workers,
+                     vary=cfg.vary).save(data_path)
     data = WorldRenders.load(data_path)
     images = torch.from_numpy(data.images)
 
     tokenizer = embedded.build_tokenizer(VOCABULARY)
     text_encoder = embedded.build_text_encoder(tokenizer, seed=cfg.seed)
-    unet = embedded.build_unet(seed=cfg.seed, sample_size=cfg.size)
+    unet = embedded.build_unet(seed=cfg.seed, sample_size=cfg.size, pooled_text=cfg.pooled_text)
     scheduler = embedded.build_scheduler()
+    warm = embedded.warm_start(unet, text_encoder, tokenizer, Path(cfg.init_from)) if cfg.init_from else None
     params = list(unet.parameters()) + list(text_encoder.parameters())
     ema = [p.detach().clone() for p in params]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
@@ -88,6 +100,7 @@ def train_prior(cfg: TrainPriorConfig, progress=None) -> dict:
         optimizer_from_tensors(opt, tensors, meta["optimizer"])
         step = meta["step"]
         history = meta.get("history", [])
+    scenes = [parse_prompt(c)[0] for c in data.captions] if cfg.attribute_dropout else None
 
     def checkpoint() -> None:
         tensors = {f"param/{i}": p for i, p in enumerate(params)}
@@ -104,7 +117,7 @@ def train_prior(cfg: TrainPriorConfig, progress=None) -> dict:
         embedded.save_prior_folder(
             folder, unet, text_encoder, tokenizer, scheduler,
             extra={"lods_version": __version__, "kind": "world", "vocabulary": list(VOCABULARY), "step": step,
-                   "size": cfg.size, "negative_prompt": "", "train_config": asdict(cfg)},
+                   "size": cfg.size, "negative_prompt": "", "train_config": asdict(cfg), "warm_start": warm},
         )
         for p, b in zip(params, backup):
             p.data.copy_(b)
@@ -119,14 +132,16 @@ def train_prior(cfg: TrainPriorConfig, progress=None) -> dict:
         idx = torch.randint(0, len(data), (cfg.batch_size,), generator=g)
         drop = torch.rand(cfg.batch_size, generator=g) < cfg.caption_dropout
         suffix = torch.rand(cfg.batch_size, generator=g) < cfg.view_suffix_prob
+        caption_rng = random.Random(int(torch.randint(0, 2**62, (1,), generator=g))) if scenes is not None else None
         captions = []
         for j, i in enumerate(idx.tolist()):
+            text = drop_attributes(scenes[i], caption_rng).caption() if scenes is not None else data.captions[i]
             if drop[j]:
                 captions.append("")
             elif suffix[j]:
-                captions.append(f"{data.captions[i]}, {data.views[i]} view")
+                captions.append(f"{text}, {data.views[i]} view")
             else:
-                captions.append(data.captions[i])
+                captions.append(text)
         x0 = images[idx].float() / 127.5 - 1.0
         t = torch.randint(0, scheduler.config.num_train_timesteps, (cfg.batch_size,), generator=g)
         noise = torch.randn(x0.shape, generator=g)

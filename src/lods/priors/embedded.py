@@ -1,8 +1,9 @@
 """The embedded prior's architecture: Stable Diffusion's classes at a size a CPU can train and run.
 
-A pixel-space UNet2DConditionModel at 32² (attention only at 8² and 4²), a CLIPTextModel over the world's
-closed word vocabulary with a fixed 24-token context (padding gives a learned null embedding room, as SD's
-77 tokens do), and a DDPM scheduler. Saved in the diffusers folder layout, so `Prior.load` reads it as it
+A pixel-space UNet2DConditionModel at 32² (cross-attention at 8² and 4²; the text embedding, pooled, is also
+added to the timestep embedding — diffusers' `addition_embed_type="text"` — so that it reaches every ResNet block
+at every resolution), a CLIPTextModel over the world's closed word vocabulary with a fixed 24-token context
+(padding gives a learned null embedding room, as SD's 77 tokens do), and a DDPM scheduler. Saved in the diffusers folder layout, so `Prior.load` reads it as it
 reads Stable Diffusion.
 """
 
@@ -64,11 +65,14 @@ def build_text_encoder(tokenizer, seed: int = 0):
     return CLIPTextModel(config)
 
 
-def build_unet(seed: int = 0, sample_size: int = 32):
+def build_unet(seed: int = 0, sample_size: int = 32, pooled_text: bool = True):
+    """`pooled_text`: add the pooled text embedding to the timestep embedding. Its last LayerNorm starts at zero,
+    so a UNet warm-started from one without the path computes the same function at step 0."""
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(seed)
-    return UNet2DConditionModel(
+    extra = {"addition_embed_type": "text", "addition_embed_type_num_heads": 4} if pooled_text else {}
+    unet = UNet2DConditionModel(
         sample_size=sample_size,
         in_channels=3,
         out_channels=3,
@@ -79,7 +83,47 @@ def build_unet(seed: int = 0, sample_size: int = 32):
         cross_attention_dim=TEXT_WIDTH,
         attention_head_dim=32,
         norm_num_groups=16,
+        **extra,
     )
+    if pooled_text:
+        torch.nn.init.zeros_(unet.add_embedding.norm2.weight)
+        torch.nn.init.zeros_(unet.add_embedding.norm2.bias)
+    return unet
+
+
+def warm_start(unet, text_encoder, tokenizer, folder: Path) -> dict:
+    """Load an earlier embedded prior's weights into a (possibly larger) new one: modules the old one lacks keep
+    their initialisation, and token embeddings are matched by word (a new word starts at the mean of the old
+    vocabulary's). Returns what was new."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    old_unet = load_file(folder / "unet" / "diffusion_pytorch_model.safetensors")
+    missing, unexpected = unet.load_state_dict({k: v.float() for k, v in old_unet.items()}, strict=False)
+    if unexpected:
+        raise ValueError(f"{folder} is not an earlier embedded prior: its UNet has {len(unexpected)} unknown tensors, e.g. {unexpected[0]}")
+    own = set(text_encoder.state_dict())
+    old_text = {}
+    for k, v in load_file(folder / "text_encoder" / "model.safetensors").items():  # either naming of transformers
+        k = k if k in own else k.removeprefix("text_model.") if k.removeprefix("text_model.") in own else f"text_model.{k}"
+        old_text[k] = v.float()
+    key = next(k for k in own if k.endswith("token_embedding.weight"))
+    old_vocab = json.loads((folder / "tokenizer" / "tokenizer.json").read_text())["model"]["vocab"]
+    old_rows = old_text.pop(key)
+    new_rows = text_encoder.get_input_embeddings().weight
+    new_words = []
+    with torch.no_grad():
+        mean = old_rows[[i for w, i in old_vocab.items() if w not in SPECIAL_TOKENS]].mean(0)
+        for word, i in tokenizer.get_vocab().items():
+            if word in old_vocab:
+                new_rows[i] = old_rows[old_vocab[word]]
+            else:
+                new_rows[i] = mean
+                new_words.append(word)
+    missing_text, unexpected_text = text_encoder.load_state_dict(old_text, strict=False)
+    if unexpected_text or [k for k in missing_text if k != key]:
+        raise ValueError(f"{folder}: its text encoder does not match this one's shape")
+    return {"new_unet_tensors": sorted(missing), "new_words": sorted(new_words)}
 
 
 def build_scheduler():

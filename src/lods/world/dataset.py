@@ -15,6 +15,7 @@ import torch
 from ..render.cameras import orbit_cameras, view_label
 from .render import render_scene
 from .scene import Scene, random_scene
+from .variation import CANONICAL, random_variation
 
 ELEVATION_RANGE = (-10.0, 70.0)
 DISTANCE_RANGE = (2.3, 2.7)
@@ -51,7 +52,7 @@ def scene_labels(scene: Scene) -> dict:
 
 
 def _render_chunk(args) -> tuple[np.ndarray, list, list, list]:
-    seed, start, count, views_per_scene, size = args
+    seed, start, count, views_per_scene, size, vary = args
     torch.set_num_threads(1)
     images, captions, views, labels = [], [], [], []
     for i in range(start, start + count):
@@ -61,7 +62,8 @@ def _render_chunk(args) -> tuple[np.ndarray, list, list, list]:
         az = [rng.uniform(-180.0, 180.0) for _ in range(views_per_scene)]
         dist = [rng.uniform(*DISTANCE_RANGE) for _ in range(views_per_scene)]
         cams = orbit_cameras(torch.tensor(el), torch.tensor(az), torch.tensor(dist), FOV_DEG)
-        rgb = render_scene(scene, cams, size=size)["rgb"]
+        variation = random_variation(rng, len(scene.objects)) if vary else CANONICAL
+        rgb = render_scene(scene, cams, size=size, variation=variation)["rgb"]
         images.append((rgb * 255).round().clamp(0, 255).to(torch.uint8).numpy())
         for e, a in zip(el, az):
             captions.append(scene.caption())
@@ -70,9 +72,12 @@ def _render_chunk(args) -> tuple[np.ndarray, list, list, list]:
     return np.concatenate(images), captions, views, labels
 
 
-def render_world(n_scenes: int, views_per_scene: int = 4, seed: int = 0, size: int = 32, workers: int = 1, chunk: int = 250) -> WorldRenders:
-    """Random scenes of the world, each seen from `views_per_scene` random cameras. Deterministic in `seed`."""
-    jobs = [(seed, s, min(chunk, n_scenes - s), views_per_scene, size) for s in range(0, n_scenes, chunk)]
+def render_world(n_scenes: int, views_per_scene: int = 4, seed: int = 0, size: int = 32, workers: int = 1, chunk: int = 250,
+                 vary: bool = True) -> WorldRenders:
+    """Random scenes of the world, each seen from `views_per_scene` random cameras. Deterministic in `seed`.
+
+    `vary` draws each scene's shades and light (world/variation.py); False renders every scene canonically."""
+    jobs = [(seed, s, min(chunk, n_scenes - s), views_per_scene, size, vary) for s in range(0, n_scenes, chunk)]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             parts = list(pool.map(_render_chunk, jobs))

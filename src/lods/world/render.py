@@ -6,12 +6,15 @@ Returns rgb in [0, 1] (B, 3, H, W), alpha (B, 1, H, W) and z-depth (B, 1, H, W; 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 
 from ..render.cameras import Cameras, camera_rays
 from .scene import Primitive, Scene
 from .shapes import SDF, sd_box, sd_cylinder
+from .variation import CANONICAL, Variation, shade_albedo, turn_light
 
 LIGHTS = ((0.55, 0.35, 0.76, 0.55), (-0.6, -0.4, 0.45, 0.25))  # direction xyz, intensity
 AMBIENT = 0.38
@@ -49,8 +52,12 @@ def _albedo(prims: list[Primitive], idx: torch.Tensor, p: torch.Tensor) -> torch
 
 
 @torch.no_grad()
-def render_scene(scene: Scene, cameras: Cameras, size: int = 32, supersample: int = 2, steps: int = 64) -> dict:
+def render_scene(scene: Scene, cameras: Cameras, size: int = 32, supersample: int = 2, steps: int = 64,
+                 variation: Variation = CANONICAL) -> dict:
+    """`variation` shades the objects and turns the lights (world/variation.py); the default is the canonical render."""
     prims = scene.primitives()
+    for i in range(len(scene.objects)):  # the scene's objects come first among its primitives
+        prims[i] = replace(prims[i], albedo=shade_albedo(prims[i].albedo, *variation.shade(i)))
     res = size * supersample
     origins, dirs = camera_rays(cameras, res, res)
     B = origins.shape[0]
@@ -75,8 +82,8 @@ def render_scene(scene: Scene, cameras: Cameras, size: int = 32, supersample: in
     n = F.normalize(grad, dim=-1)
     shade = torch.full_like(t, AMBIENT)
     for lx, ly, lz, w in LIGHTS:
-        light = F.normalize(torch.tensor([lx, ly, lz]), dim=0)
-        shade = shade + w * (n @ light).clamp(min=0)
+        light = F.normalize(turn_light((lx, ly, lz), variation.light_yaw_deg), dim=0)
+        shade = shade + w * variation.light_gain * (n @ light).clamp(min=0)
     rgb = (_albedo(prims, idx, p) * shade[:, None]).clamp(0, 1)
     alpha = hit.float()
     rgb = torch.where(hit[:, None], rgb, torch.ones_like(rgb))

@@ -29,7 +29,7 @@ VOCABULARY = tuple(
         | {w for c in CONTEXTS for w in c.split()}
         | {w for r in RELATIONS for w in r.split()}
         | set(VIEWS)
-        | {"view"}
+        | {"view", "object"}  # "object": a shape left open ("a red object", world/captions.py)
     )
 )
 
