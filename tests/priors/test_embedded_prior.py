@@ -1,0 +1,63 @@
+"""The embedded prior's conditioning path and its warm start from an earlier prior."""
+
+import torch
+
+from lods.priors import embedded
+from lods.priors.prior import Prior
+from lods.world.scene import VOCABULARY
+
+
+def _block_outputs(unet, x, t, emb) -> dict:
+    """The outputs of the UNet's 32² blocks (the first down block's ResNet, before it downsamples; the last up block)."""
+    seen = {}
+    hooks = [unet.down_blocks[0].resnets[0].register_forward_hook(lambda m, i, o: seen.__setitem__("down32", o)),
+             unet.up_blocks[-1].register_forward_hook(lambda m, i, o: seen.__setitem__("up32", o))]
+    try:
+        unet(x, t, encoder_hidden_states=emb)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+@torch.no_grad()
+def test_the_text_embedding_reaches_the_32px_blocks_of_the_shipped_prior():
+    prior = Prior.load(None)
+    unet = prior.unet.float()
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([500])
+    cond = prior.encode_text(["a red cube"]).float()
+    null = prior.encode_text([""]).float()
+    a, b = _block_outputs(unet, x, t, cond), _block_outputs(unet, x, t, null)
+    assert a["down32"].shape[-1] == 32 and a["up32"].shape[-1] == 32
+    for name in ("down32", "up32"):
+        assert (a[name] - b[name]).abs().max() > 1e-3, name
+
+
+@torch.no_grad()
+def test_warm_start_keeps_the_old_function_and_adds_a_word(tmp_path):
+    old_vocab = [w for w in VOCABULARY if w != "object"]
+    tok_old = embedded.build_tokenizer(old_vocab)
+    te_old = embedded.build_text_encoder(tok_old, seed=1)
+    unet_old = embedded.build_unet(seed=1, pooled_text=False)
+    embedded.save_prior_folder(tmp_path / "old", unet_old, te_old, tok_old, embedded.build_scheduler(), dtype=torch.float32)
+
+    tok = embedded.build_tokenizer(VOCABULARY)
+    te = embedded.build_text_encoder(tok, seed=2)
+    unet = embedded.build_unet(seed=2)
+    report = embedded.warm_start(unet, te, tok, tmp_path / "old")
+    assert report["new_words"] == ["object"]
+    assert report["new_unet_tensors"] and all(k.startswith("add_embedding.") for k in report["new_unet_tensors"])
+
+    prompt = ["a red cube to the left of a blue sphere"]
+    e_old = te_old(tok_old(prompt, padding="max_length", max_length=embedded.CONTEXT_LENGTH, return_tensors="pt").input_ids)[0]
+    e_new = te(tok(prompt, padding="max_length", max_length=embedded.CONTEXT_LENGTH, return_tensors="pt").input_ids)[0]
+    assert torch.equal(e_old, e_new)
+    x, t = torch.randn(2, 3, 32, 32), torch.tensor([100, 700])
+    assert torch.equal(unet_old(x, t, encoder_hidden_states=e_old.expand(2, -1, -1)).sample,
+                       unet(x, t, encoder_hidden_states=e_new.expand(2, -1, -1)).sample)
+    # the pooled path is live for training: its last norm gets a gradient
+    unet.zero_grad()
+    with torch.enable_grad():
+        unet(x, t, encoder_hidden_states=e_new.expand(2, -1, -1)).sample.square().mean().backward()
+    assert unet.add_embedding.norm2.weight.grad.abs().sum() > 0
