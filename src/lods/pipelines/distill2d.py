@@ -23,6 +23,7 @@ from ..config import dump_yaml
 from ..errors import Diverged, UserError
 from ..runs import RunDir, StopSignals
 from ..guidance import GuidanceConfig, build_guidance, guidance_class
+from ..evaluate.learned_fit import learned_fit, world_truth_images
 from ..utils.io import atomic_write_json, atomic_write_text
 
 
@@ -187,6 +188,9 @@ def _optimise(cfg, resolved, run, prior, guidance, z, g, optimizer, progress) ->
         }
         if prior.kind == "world":
             metrics["prior_denoising_loss"] = prior_denoising_loss(prior, z.detach(), cfg.prompt, seed=cfg.seed)
+            fit = learned_fit(guidance, z.detach(), world_truth_images(cfg.prompt, prior), seed=cfg.seed)
+            if fit is not None:
+                metrics["learned_fit"] = fit
         _save_png(tmp / "image.png", images)
         atomic_write_json(tmp / "metrics.json", metrics)
         atomic_write_text(tmp / "config.yaml", dump_yaml(resolved))

@@ -1,0 +1,83 @@
+"""Re-tune the learned branch's learning rate for the fast preset, in the 2D playground (issue 10, item 5).
+
+For each method (lods-embedding, lods-lora) × learning rate × prompt × seed: one `distill2d` run at s = 1000 on
+the embedded prior. Prints a table per method and lr (mean over prompts and seeds): saturation, realism (the
+prior's denoising loss on the result; lower is better), the final `loss_prior`, and the learned branch's fit (its
+loss on the result over the frozen prior's unconditional loss on the prompt's clean truth renders; ≤ 1.5 fits).
+SDS at 7.5 is printed as the reference of a clean result. Rows land in OUT/rows.jsonl; a rerun skips them.
+
+    python scripts/tune_learned_lr.py --out runs/tune-lr --steps 1000 --seeds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+from pathlib import Path
+
+import torch
+
+from lods.guidance import GuidanceConfig
+from lods.pipelines.distill2d import Distill2DConfig, run_distill2d
+from lods.priors.prior import Prior
+
+PROMPTS = ("a blue torus", "a green cylinder", "a red cube", "a yellow cone", "a cube", "a red object")
+GRID = {"lods-embedding": ("embedding_lr", (1e-3, 1e-2, 3e-2)), "lods-lora": ("lora_lr", (1e-4, 1e-3, 3e-3))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="runs/tune-lr")
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--scale", type=float, default=1000.0)
+    ap.add_argument("--prompts", default=",".join(PROMPTS))
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows_path = out / "rows.jsonl"
+    done = {json.dumps(r["key"]) for r in map(json.loads, rows_path.read_text().splitlines())} if rows_path.exists() else set()
+    prior = Prior.load(None)
+    prompts = [p.strip() for p in args.prompts.split(",") if p.strip()]
+    jobs = [("sds", None, None, 7.5)]
+    for method, (field, lrs) in GRID.items():
+        jobs += [(method, field, lr, args.scale) for lr in lrs]
+    for method, field, lr, scale in jobs:
+        for prompt in prompts:
+            for seed in range(args.seeds):
+                key = [method, lr, scale, prompt, seed, args.steps]
+                if json.dumps(key) in done:
+                    continue
+                gcfg = GuidanceConfig(**({field: lr} if field else {}))
+                name = f"{method}-{lr or scale}-{prompt.replace(' ', '_')}-s{seed}"
+                m = run_distill2d(Distill2DConfig(prompt=prompt, guidance=method, steps=args.steps, guidance_scale=scale,
+                                                  seed=seed, out=str(out / "runs" / name), log_every=0,
+                                                  guidance_config=gcfg), prior=prior)
+                row = {"key": key, "method": method, "lr": lr, "scale": scale, "prompt": prompt, "seed": seed,
+                       "saturation": m["saturation"], "realism": m.get("prior_denoising_loss"),
+                       "loss_prior": m["final"].get("loss_prior"), **(m.get("learned_fit") or {})}
+                with rows_path.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(json.dumps(row), flush=True)
+    rows = [json.loads(line) for line in rows_path.read_text().splitlines()]
+    print(f"\n| method | lr | s | saturation | realism ↓ | loss_prior | fit ratio ↓ | fits | n |\n|---|---|---|---|---|---|---|---|---|")
+    for method, field, lr, scale in jobs:
+        sel = [r for r in rows if r["method"] == method and r["lr"] == lr and r["scale"] == scale and r["prompt"] in prompts]
+        if not sel:
+            continue
+
+        def ms(k):
+            v = [r[k] for r in sel if r.get(k) is not None]
+            return f"{statistics.mean(v):.3f} ± {statistics.pstdev(v):.3f}" if v else "–"
+
+        fits = sum(bool(r.get("fits")) for r in sel)
+        print(f"| {method} | {lr or '–'} | {scale:g} | {ms('saturation')} | {ms('realism')} | {ms('loss_prior')} | "
+              f"{ms('fit_ratio')} | {fits}/{len(sel)} | {len(sel)} |")
+
+
+if __name__ == "__main__":
+    main()
