@@ -15,11 +15,11 @@ import torch
 
 from lods.render.cameras import orbit_cameras
 from lods.render.splat_torch import rasterize_torch
-from lods.scenes.gaussians import GaussianConfig, GaussianScene
+from lods.scenes.gaussians import GaussiansConfig, GaussianScene
 
 
 def bench(n: int, size: int, views: int, repeats: int) -> dict[str, float]:
-    scene = GaussianScene(GaussianConfig(num_points=n, seed=0))
+    scene = GaussianScene(GaussiansConfig(num_points=n, seed=0))
     cams = orbit_cameras(torch.full((views,), 20.0), torch.linspace(0, 300, views), 2.5, 40.0)
     viewmats, Ks = cams.viewmats, cams.intrinsics(size, size)
     best = {"fwd_wall": float("inf"), "fwd_cpu": float("inf"), "bwd_wall": float("inf"), "bwd_cpu": float("inf")}

@@ -35,10 +35,9 @@ from lods.pipelines.image_to_3d import (  # noqa: E402
     image_preset_config,
     judge_caption,
     load_image_run_config,
-    read_reference,
-    reference_targets,
     run_image_to_3d,
 )
+from lods.pipelines.reference_image import read_reference, reference_targets  # noqa: E402
 from lods.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
 from lods.world.scene import CATEGORIES, parse_prompt  # noqa: E402
 

@@ -99,12 +99,12 @@ def compare_rasterizers(size: int, n: int, cuda: bool) -> dict:
 def densify_statistics(size: int) -> dict:
     """One densify step from the same scene and loss on each backend: clone / split / prune counts."""
     from lods.render.cameras import CameraSamplerConfig, sample_cameras
-    from lods.scenes.gaussians import GaussianConfig, GaussianScene
+    from lods.scenes.gaussians import GaussiansConfig, GaussianScene
 
     out = {}
     for backend, device in (("torch", "cpu"), ("gsplat", "cuda")):
         torch.manual_seed(0)
-        cfg = GaussianConfig(num_points=2000, backend=backend, densify_from=0, densify_every=1, grad_threshold=2e-4)
+        cfg = GaussiansConfig(num_points=2000, backend=backend, densify_from=0, densify_every=1, grad_threshold=2e-4)
         scene = GaussianScene(cfg, seed=0).to(device)
         cams = sample_cameras(CameraSamplerConfig(views_per_step=4), generator=torch.Generator().manual_seed(0)).to(device)
         target = torch.zeros(4, 3, size, size, device=device)

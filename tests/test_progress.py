@@ -1,4 +1,4 @@
-from lods.progress import progress_bar
+from lods.progress import _line_logger, progress_bar
 
 
 def test_plain_lines_when_stderr_is_not_a_terminal(capsys):
@@ -15,3 +15,14 @@ def test_disabled_prints_nothing(capsys):
     with progress_bar("train", total=3, enabled=False) as update:
         update(3, 3, {"loss": 1.0})
     assert capsys.readouterr().err == ""
+
+
+def test_a_resumed_run_counts_only_this_sessions_steps(capsys):
+    now = [0.0]
+    update = _line_logger("run", every_s=0.0, clock=lambda: now[0])
+    update(101, 200)  # the first step of a run resumed at step 100
+    now[0] = 10.0
+    update(111, 200)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0] == "run 101/200 -- it/s"
+    assert lines[1] == "run 111/200 1.00 it/s eta 89s"  # 10 steps in 10 s, not 111

@@ -20,6 +20,7 @@ except ImportError:  # pragma: no cover - older typer on click
     from click.core import ParameterSource
     from click.exceptions import UsageError
 
+from .config import apply_sets  # noqa: F401  (cli_batch and cli_image take it from here)
 from .errors import LodsError, UserError
 
 app = typer.Typer(
@@ -62,34 +63,6 @@ def not_started(out: Path) -> bool:
 def given(ctx, name: str) -> bool:
     """Whether option `name` was given (command line or environment), not left at its default."""
     return ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
-
-
-def apply_sets(config, sets: list[str] | None):
-    """`--set key.path=value` overrides (threestudio's dot overrides): values parse as YAML; a key outside the
-    typed configs is an error (dict-valued settings such as `gaussians.*` are checked when the scene is built)."""
-    import yaml
-
-    from .config import from_dict, to_dict
-
-    if not sets:
-        return config
-    data = to_dict(config)
-    for item in sets:
-        key, eq, text = item.partition("=")
-        if not eq or not key.strip():
-            raise UserError(f"--set wants key.path=value, got {item!r}")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise UserError(f"--set {key}: cannot parse the value {text!r}") from None
-        *parents, leaf = key.strip().split(".")
-        node = data
-        for part in parents:
-            if not isinstance(node.get(part), dict):
-                raise UserError(f"--set {key}: {part!r} is not a group of settings")
-            node = node[part]
-        node[leaf] = value
-    return from_dict(type(config), data)
 
 
 def apply_flags(config, prior=None, steps=None, cfg=None, device=None) -> None:

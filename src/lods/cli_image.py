@@ -27,11 +27,13 @@ def register(app) -> None:
         device: Optional[str] = typer.Option(None, help="cpu or cuda (default: the preset's)."),
         out: Optional[Path] = typer.Option(None, help="Run folder (default: outputs/<image name>-<backbone>-<guidance>)."),
         resume: bool = typer.Option(False, help="Continue the run in OUT from its last checkpoint."),
+        set_: Optional[list[str]] = typer.Option(None, "--set", help="Override any config field: --set lambdas.rgb=5000."),
         quiet: bool = typer.Option(False, help="No progress bar."),
     ):
         """Image-to-3D: fit the image as the front view, the prior on novel views; writes reference.png, model.ply,
         mesh.glb, turntable, views.png and metrics.json (reference-view PSNR/SSIM, novel-view scores)."""
         from .cli import apply_flags, given, not_started
+        from .config import apply_sets
         from .errors import UserError
         from .pipelines.image_to_3d import image_preset_config, load_image_run_config, run_image_to_3d
         from .progress import progress_bar
@@ -64,6 +66,7 @@ def register(app) -> None:
             if prompt is not None and not prompt.strip():
                 raise UserError("the prompt is empty (leave --prompt out to have the object named)")
             apply_flags(config, prior=prior, steps=steps, cfg=cfg, device=device)
+        config = apply_sets(config, set_)  # also on --resume, so that a contradiction is listed rather than ignored
         with progress_bar(f"image {config.backbone} {config.guidance}", config.steps, enabled=not quiet) as bar:
             metrics = run_image_to_3d(config, resume=resume, progress=bar)
         ref = metrics["image_to_3d"]["reference_view"]

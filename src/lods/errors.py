@@ -19,6 +19,10 @@ class UserError(LodsError, ValueError):
 BadInput = UserError
 
 
+class ConfigError(UserError):
+    """A config that cannot run: an unknown key, a value of the wrong type or out of range, a loss without its λ."""
+
+
 class EnvironmentProblem(LodsError, OSError):
     """The machine, not the input: a full disk, a read-only folder, a missing permission."""
 

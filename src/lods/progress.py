@@ -1,4 +1,8 @@
-"""A rich progress bar that shows the step, named losses and it/s, as a `progress(step, total, logs)` callback."""
+"""A rich progress bar that shows the step, named losses and it/s, as a `progress(step, total, logs)` callback.
+
+The rate and the ETA count only the steps of this session: the first update (the first step run, which is past 1 on
+a resumed run) sets the bar's starting point, so the steps done before a resume are not taken for this session's.
+"""
 
 from __future__ import annotations
 
@@ -22,14 +26,14 @@ class _Rate(TextColumn):
 
 
 @contextlib.contextmanager
-def progress_bar(description: str, total: int, start: int = 0, enabled: bool = True):
+def progress_bar(description: str, total: int, enabled: bool = True):
     """Yield a callback `(step, total, logs)`; the bar goes to stderr so stdout stays clean."""
     if not enabled:
         yield lambda step, total, logs=None: None
         return
     console = Console(file=sys.stderr)
     if not console.is_terminal:  # logs or pipes: a plain line now and then instead of a bar drawn only at the end
-        yield _line_logger(description, start)
+        yield _line_logger(description)
         return
     columns = [
         TextColumn("[bold]{task.description}"),
@@ -46,9 +50,9 @@ def progress_bar(description: str, total: int, start: int = 0, enabled: bool = T
 
     def update(step: int, total_steps: int, logs: dict | None = None):
         nonlocal task
-        if task is None:  # the bar appears with the first step, after all input checks passed
+        if task is None:  # the bar appears with the first step, after all input checks passed; the rate counts from it
             bar.start()
-            task = bar.add_task(description, total=total_steps, completed=start, logs="")
+            task = bar.add_task(description, total=total_steps, completed=step, logs="")
         text = " ".join(f"{k.removeprefix('loss_')}={v:.4g}" for k, v in (logs or {}).items() if isinstance(v, (int, float)))
         bar.update(task, completed=step, total=total_steps, logs=text)
 
@@ -59,19 +63,22 @@ def progress_bar(description: str, total: int, start: int = 0, enabled: bool = T
             bar.stop()
 
 
-def _line_logger(description: str, start: int, every_s: float = 30.0):
-    t0 = time.monotonic()
+def _line_logger(description: str, every_s: float = 30.0, clock=time.monotonic):
+    first: tuple[int, float] | None = None  # (step, time) of this session's first update
     last = -float("inf")
 
     def update(step: int, total_steps: int, logs: dict | None = None):
-        nonlocal last
-        now = time.monotonic()
+        nonlocal first, last
+        now = clock()
+        if first is None:
+            first = (step, now)
         if now - last < every_s and step < total_steps:
             return
         last = now
-        rate = (step - start) / max(now - t0, 1e-9)
-        eta = (total_steps - step) / rate if rate > 0 else float("nan")
+        done, seconds = step - first[0], now - first[1]
+        rate = f"{done / seconds:.2f} it/s eta {(total_steps - step) * seconds / done:.0f}s" if done > 0 and seconds > 0 \
+            else "-- it/s"
         text = " ".join(f"{k.removeprefix('loss_')}={v:.4g}" for k, v in (logs or {}).items() if isinstance(v, (int, float)))
-        print(f"{description} {step}/{total_steps} {rate:.2f} it/s eta {eta:.0f}s {text}".rstrip(), file=sys.stderr, flush=True)
+        print(f"{description} {step}/{total_steps} {rate} {text}".rstrip(), file=sys.stderr, flush=True)
 
     return update

@@ -33,6 +33,8 @@ MAY_CHANGE = ("out", "steps", "device", "export")
 # what a run writes before its first checkpoint: a folder holding only these is free to start over
 START_FILES = {"config.yaml", RUN_FILE, "reference.png", "checkpoints", LOCK_FILE}
 FINISHED_FILES = ("metrics.json",)
+# config keys renamed since a run may have recorded them (old name -> new name): a resume reads them as the new ones
+RENAMED_KEYS = {"lambdas.sds": "lambdas.distill", "lambdas.prior": "lambdas.learned"}
 
 
 class RunBusy(UserError):
@@ -215,7 +217,7 @@ class RunDir:
         if rec is not None:
             if rec.get("task") != self.task:
                 raise UserError(f"{self.path} holds a {rec.get('task')} run, not a {self.task} one")
-            recorded_flat = rec.get("config", {})
+            recorded_flat = {RENAMED_KEYS.get(k, k): v for k, v in rec.get("config", {}).items()}
         else:
             old = recorded_config(self.path) if recorded_config is not None else None
             if old is None:

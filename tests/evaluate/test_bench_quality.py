@@ -183,7 +183,7 @@ def test_t3bench_without_imagereward_says_what_is_missing(sd_prior, tmp_path):
     rows = read(out / "results.csv")
     assert len(rows) == 1 and rows[0]["prompt"] == "A cactus with pink flowers"
     assert rows[0]["status"] == "ok" and rows[0]["imagereward"] == "" and rows[0]["psnr"] == ""
-    assert float(rows[0]["seconds"]) > 0 and rows[0]["loss_sds"] != ""
+    assert float(rows[0]["seconds"]) > 0 and rows[0]["loss_distill"] != ""
     summary = (out / "summary.md").read_text()
     assert "ImageReward scores were not computed" in summary and "s / asset" in summary
 

@@ -141,9 +141,9 @@ def test_field_mesh_iso_level(threshold):
 
 
 def test_gaussian_scene_exports_a_mesh():
-    from lods.scenes.gaussians import GaussianConfig, GaussianScene
+    from lods.scenes.gaussians import GaussiansConfig, GaussianScene
 
-    scene = GaussianScene(GaussianConfig(num_points=300, init_opacity=0.5))
+    scene = GaussianScene(GaussiansConfig(num_points=300, init_opacity=0.5))
     mesh = extract_mesh(scene, resolution=24)  # occupancy-like query: a level chosen from the field
     assert len(mesh.faces) > 0
     assert np.abs(mesh.vertices).max() < 0.7  # the ball init has radius 0.5

@@ -10,13 +10,13 @@ from plyfile import PlyData
 from lods.errors import UserError
 from lods.export.ply import load_gaussians, load_ply, save_ply, write_ply
 from lods.render.cameras import Cameras, orbit_cameras
-from lods.scenes.gaussians import PARAMS, GaussianConfig, GaussianScene, sh_basis, sh_to_rgb
+from lods.scenes.gaussians import PARAMS, GaussiansConfig, GaussianScene, sh_basis, sh_to_rgb
 
 EXACT = ("means", "scales", "opacities", "f_dc")
 
 
 def random_scene(degree: int, n: int = 150) -> GaussianScene:
-    scene = GaussianScene(GaussianConfig(num_points=n, sh_degree=degree))
+    scene = GaussianScene(GaussiansConfig(num_points=n, sh_degree=degree))
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for name in PARAMS:
@@ -104,7 +104,7 @@ def test_init_ply_reads_a_written_splat_back_into_the_world_frame(tmp_path):
 
     scene = random_scene(0)
     path = save_ply(scene, tmp_path / "model.ply")
-    init = scene_from_ply(path, GaussianConfig(), scale=1.0)
+    init = scene_from_ply(path, GaussiansConfig(), scale=1.0)
     for name in EXACT:
         assert torch.equal(getattr(init, name), getattr(scene, name)), name
     assert torch.allclose(init.quats, scene.quats, atol=1e-6, rtol=0)

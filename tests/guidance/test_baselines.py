@@ -53,12 +53,12 @@ def inputs(seed=0):
 
 def run(guidance, x, noise, t=T, cameras=None, step=0, seed=7):
     out = guidance(x, cameras, step, t=t, noise=noise, generator=torch.Generator().manual_seed(seed))
-    out["loss_sds"].backward()
+    out["loss_distill"].backward()
     return x.grad, out
 
 
 def check(got, grads):
-    want = 2 * torch.cat(grads) / B  # z = 2x − 1; d loss_sds / dz = grad / B
+    want = 2 * torch.cat(grads) / B  # z = 2x − 1; d loss_distill / dz = grad / B
     torch.testing.assert_close(got, want, rtol=1e-3, atol=2e-4 * float(want.abs().max()) + 1e-7)
 
 

@@ -39,12 +39,12 @@ def unet_eps(prior, z_t, t, emb):
 
 def image_grad(guidance, x, t, noise, cameras=None):
     out = guidance(x, cameras, 0, t=t, noise=noise, generator=torch.Generator().manual_seed(7))
-    out["loss_sds"].backward()
+    out["loss_distill"].backward()
     return x.grad, out
 
 
 def assert_image_grad(got, grad_z):
-    # z = 2x - 1 and d loss_sds / dz = grad / B; batched vs single UNet calls differ by float rounding,
+    # z = 2x - 1 and d loss_distill / dz = grad / B; batched vs single UNet calls differ by float rounding,
     # which the CFG scale amplifies, hence a tolerance relative to the gradient's size
     want = 2 * grad_z / B
     torch.testing.assert_close(got, want, rtol=1e-3, atol=2e-4 * float(want.abs().max()) + 1e-7)
@@ -59,7 +59,7 @@ def test_sds(folder, prior):
     assert_image_grad(got, w * (eps_n + 100.0 * (eps_y - eps_n) - noise))
     assert torch.equal(out["t"], t)
     loss_expected = 0.5 * (w * (eps_n + 100.0 * (eps_y - eps_n) - noise)).square().sum() / B
-    torch.testing.assert_close(out["loss_sds"].detach(), loss_expected, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(out["loss_distill"].detach(), loss_expected, rtol=1e-4, atol=1e-6)
 
 
 def test_csd(folder, prior):

@@ -1,4 +1,4 @@
-"""Learnable parts: trained only by loss_prior, initialised correctly, stepped with the image in one step."""
+"""Learnable parts: trained only by loss_learned, initialised correctly, stepped with the image in one step."""
 
 import pytest
 import torch
@@ -21,11 +21,11 @@ def test_no_sds_gradient_reaches_the_learnable_part(prior, name):
     g = build_guidance(name, prior, PROMPT)
     x = torch.rand(2, 3, 32, 32, requires_grad=True)
     out = g(x, None, 0, generator=torch.Generator().manual_seed(0))
-    out["loss_sds"].backward(retain_graph=True)
+    out["loss_distill"].backward(retain_graph=True)
     assert x.grad.abs().sum() > 0
     params = params_of(g)
     assert params and all(p.grad is None or torch.count_nonzero(p.grad) == 0 for p in params)
-    out["loss_prior"].backward()
+    out["loss_learned"].backward()
     assert any(p.grad is not None and torch.count_nonzero(p.grad) > 0 for p in params)
 
 
@@ -39,7 +39,7 @@ def test_one_step_updates_image_and_learnable_part(prior, name):
     before = [p.detach().clone() for p in [z] + params_of(g)]
     opt = torch.optim.AdamW(groups)
     out = g.forward_latents(z, None, 0, generator=torch.Generator().manual_seed(1))
-    (out["loss_sds"] + out["loss_prior"]).backward()
+    (out["loss_distill"] + out["loss_learned"]).backward()
     opt.step()
     after = [z] + params_of(g)
     assert not torch.equal(before[0], after[0].detach())
@@ -54,7 +54,7 @@ def test_learned_embedding_starts_at_the_negative_prompt(prior):
     assert build_guidance("lods-embedding", prior, PROMPT, GuidanceConfig(embedding_lr=1e-3)).param_groups()[0]["lr"] == 1e-3
 
 
-def test_loss_prior_is_the_denoising_loss_on_detached_renders(prior):
+def test_loss_learned_is_the_denoising_loss_on_detached_renders(prior):
     g = build_guidance("lods-embedding", prior, PROMPT)
     z = torch.rand(2, 3, 32, 32) * 2 - 1
     t, noise = torch.tensor([100, 200]), torch.randn(2, 3, 32, 32)
@@ -64,7 +64,7 @@ def test_loss_prior_is_the_denoising_loss_on_detached_renders(prior):
     noise_p = torch.randn(2, 3, 32, 32, generator=gen)
     with torch.no_grad():
         pred = prior.predict_noise(prior.add_noise(z, noise_p, t_p), t_p, g.embedding.expand(2, -1, -1))
-    torch.testing.assert_close(out["loss_prior"].detach(), F.mse_loss(pred, noise_p))
+    torch.testing.assert_close(out["loss_learned"].detach(), F.mse_loss(pred, noise_p))
 
 
 @pytest.mark.parametrize("name", LEARNABLE)
@@ -85,8 +85,8 @@ def test_state_dict_holds_every_learnable_tensor(folder, name):
     with torch.no_grad():  # the restored UNet adapter acts (state_dict reaches the tensors inside the UNet)
         e1 = g1.forward_latents(z, None, 0, t=t, noise=torch.zeros_like(z), generator=torch.Generator().manual_seed(0))
         e2 = g2.forward_latents(z, None, 0, t=t, noise=torch.zeros_like(z), generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(e1["loss_sds"], e2["loss_sds"])
-    torch.testing.assert_close(e1["loss_prior"], e2["loss_prior"])
+    torch.testing.assert_close(e1["loss_distill"], e2["loss_distill"])
+    torch.testing.assert_close(e1["loss_learned"], e2["loss_learned"])
 
 
 def test_registry_and_unknown_name(prior):

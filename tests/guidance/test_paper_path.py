@@ -128,7 +128,7 @@ def test_shared_draw_equals_two_separate_passes_on_the_same_draw(prior, name):
                 p.add_(0.05 * torch.randn_like(p))
     xs = x.clone().requires_grad_(True)
     out = g(xs, None, 0, t=t, noise=noise)
-    (out["loss_sds"] + out["loss_prior"]).backward()
+    (out["loss_distill"] + out["loss_learned"]).backward()
     grads_shared = [p.grad.clone() for p in g.param_groups()[0]["params"]]
     for p in g.param_groups()[0]["params"]:
         p.grad = None
@@ -140,10 +140,10 @@ def test_shared_draw_equals_two_separate_passes_on_the_same_draw(prior, name):
     with torch.no_grad():
         eps_y, eps_learned = g.branches(z_t, t, cond)
     grad = lods_grad(eps_y, eps_learned, noise, g.guidance_scale, g.weight(t))
-    loss_prior = F.mse_loss(g.learned_unconditional(z_t, t), noise)
-    loss_prior.backward()
-    assert out["loss_prior"].item() == pytest.approx(loss_prior.item(), rel=1e-5)
-    assert torch.allclose(xs.grad, 2.0 * grad / 2, atol=1e-5)  # d loss_sds / dx = dz/dx · grad / B, z = 2x - 1
+    loss_learned = F.mse_loss(g.learned_unconditional(z_t, t), noise)
+    loss_learned.backward()
+    assert out["loss_learned"].item() == pytest.approx(loss_learned.item(), rel=1e-5)
+    assert torch.allclose(xs.grad, 2.0 * grad / 2, atol=1e-5)  # d loss_distill / dx = dz/dx · grad / B, z = 2x - 1
     for a, b in zip(grads_shared, [p.grad for p in g.param_groups()[0]["params"]]):
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
 
@@ -199,7 +199,7 @@ def test_scaled_backward_gives_the_exact_gradient(prior):
     for k in (1.0, 4096.0):
         g = build_guidance("lods-embedding", prior, PROMPT, GuidanceConfig(learned_grad_scale=k))
         out = g(x, None, 0, generator=torch.Generator().manual_seed(3))
-        out["loss_prior"].backward()
+        out["loss_learned"].backward()
         grads.append(g.embedding.grad.clone())
     assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-9)
 

@@ -39,11 +39,11 @@ def test_runs_every_guidance_on_tiny_sd(sd_folder, tmp_path, name):
     assert (out / "snapshots" / "step_00002.png").exists()
     assert leftovers(tmp_path) == ["run"]  # no temp folder left
     assert [c[:2] for c in calls] == [(1, 3), (2, 3), (3, 3)]
-    assert "loss_sds" in calls[0][2]
+    assert "loss_distill" in calls[0][2]
     assert Image.open(out / "image.png").size == (32, 32)
     metrics = json.loads((out / "metrics.json").read_text())
     assert [h["step"] for h in metrics["history"]] == [0, 1, 2]
-    assert ("loss_prior" in metrics["final"]) == (name in ("lods-embedding", "lods-lora", "vsd"))
+    assert ("loss_learned" in metrics["final"]) == (name in ("lods-embedding", "lods-lora", "vsd"))
     assert 0 <= metrics["saturation"] <= 1 and len(metrics["mean_rgb"]) == 3
     assert "prior_denoising_loss" not in metrics  # only for the embedded (world) prior
     resolved = yaml.safe_load((out / "config.yaml").read_text())

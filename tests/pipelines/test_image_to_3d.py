@@ -7,20 +7,13 @@ import sys
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from lods.errors import UserError
 from lods.pipelines.generate import ExportConfig, load_run_config
-from lods.pipelines.image_to_3d import (
-    FILL_TARGET,
-    ImageTo3DConfig,
-    frame_object,
-    image_preset_config,
-    prepare_reference,
-    reference_cameras,
-    remove_background,
-    run_image_to_3d,
-)
+from lods.pipelines.image_to_3d import ImageTo3DConfig, image_metrics, image_preset_config, reference_cameras, run_image_to_3d
+from lods.pipelines.reference_image import FILL_TARGET, frame_object, prepare_reference, reference_targets, remove_background
 from lods.priors.tiny_sd import build_tiny_world_prior
 from lods.render.cameras import CameraSamplerConfig
 from lods.utils.io import load_checkpoint
@@ -145,9 +138,10 @@ def test_a_run_writes_outputs_and_reference_metrics(prior_folder, tmp_path, worl
     assert info["prompt_source"] == "judge" and parse_prompt(saved["prompt"])  # the judge named a world caption
     for k in ("psnr", "ssim", "iou"):
         assert np.isfinite(info["reference_view"][k])
-    assert -1.0 <= info["judge_feature_similarity"] <= 1.0 and len(info["judge_feature_similarity_per_view"]) == 4
+    per_view = info["judge_feature_similarity_per_view"]
+    assert len(per_view) == 4 and info["judge_feature_similarity"] == pytest.approx(np.mean(per_view), abs=1e-6)
     assert "ground_truth" in saved and saved["ground_truth"]["n_views"] == 4
-    assert {"loss_rgb", "loss_mask", "loss_sds", "loss_prior"} <= set(saved["final_losses"])
+    assert {"loss_rgb", "loss_mask", "loss_distill", "loss_learned"} <= set(saved["final_losses"])
     assert metrics["outputs"]["ply"] == "model.ply"
     cfg = load_run_config(out)
     assert isinstance(cfg, ImageTo3DConfig) and cfg.image == str(world_image) and cfg.preprocess["mask"] == "alpha"
@@ -159,7 +153,7 @@ def test_reconstruction_only_baseline(prior_folder, tmp_path, world_image):
     cfg = tiny_config(prior_folder, world_image, out, guidance="none", steps=6)
     metrics = run_image_to_3d(cfg)
     losses = [h["loss_rgb"] for h in metrics["history"]]
-    assert "loss_sds" not in metrics["final_losses"] and losses[-1] < losses[0]
+    assert "loss_distill" not in metrics["final_losses"] and losses[-1] < losses[0]
     tensors, _ = load_checkpoint(out / "checkpoints" / "last.safetensors")
     assert not any(k.startswith("guidance/") for k in tensors)
 
@@ -207,9 +201,37 @@ def test_difference_gradients_get_sds_scale_and_the_baselines_run(prior_folder, 
 
     for name, klass in GUIDANCES.items():
         cfg = image_preset_config("fast", "gs", name)
-        assert cfg.lambdas["sds"] == (20.0 if klass.difference_gradient else 1.0), name
+        assert cfg.lambdas["distill"] == (20.0 if klass.difference_gradient else 1.0), name
     assert {n for n, k in GUIDANCES.items() if k.difference_gradient} == {"csd", "lods-embedding", "lods-lora"}
     for name in ("ism", "sdi", "nfsd", "asd"):
         out = tmp_path / name
         metrics = run_image_to_3d(tiny_config(prior_folder, world_image, out, guidance=name, steps=2))
         assert (out / "model.ply").exists() and metrics["steps"] == 2
+
+
+class FlatScene(torch.nn.Module):
+    """Renders one fixed image (and alpha) from every camera: the reference itself, or a blank."""
+
+    def __init__(self, rgb, alpha):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.rgb, self.alpha = rgb, alpha
+
+    def render(self, cams, size, background=None):
+        rgb = F.interpolate(self.rgb, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        a = F.interpolate(self.alpha, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        return {"rgb": rgb.expand(len(cams), -1, -1, -1), "alpha": a.expand(len(cams), -1, -1, -1)}
+
+
+def test_image_metrics_score_a_perfect_and_a_blank_reconstruction(world_image):
+    rgba, _ = prepare_reference(world_image, 32)
+    t_rgb, t_alpha = reference_targets(rgba)
+    cfg = ImageTo3DConfig(prompt="a red cube", image=str(world_image))
+    cfg.export.eval_views = 4
+    perfect = image_metrics(cfg, FlatScene(t_rgb, t_alpha), rgba)
+    ref = perfect["reference_view"]
+    assert ref["psnr"] > 60 and ref["ssim"] == pytest.approx(1.0, abs=1e-4) and ref["iou"] == pytest.approx(1.0)
+    assert perfect["judge_feature_similarity_reference_view"] == pytest.approx(1.0, abs=1e-5)
+    blank = image_metrics(cfg, FlatScene(torch.ones_like(t_rgb), torch.zeros_like(t_alpha)), rgba)
+    assert blank["reference_view"]["iou"] == 0.0 and blank["reference_view"]["psnr"] < ref["psnr"]
+    assert blank["judge_feature_similarity"] < perfect["judge_feature_similarity"] - 0.05

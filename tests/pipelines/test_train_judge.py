@@ -2,7 +2,8 @@ import json
 
 import torch
 
-from lods.pipelines.train_judge import TrainJudgeConfig, augment, label_targets, train_judge
+from lods.pipelines.train_judge import TrainJudgeConfig, augment, evaluate_judge, label_targets, train_judge
+from lods.world.dataset import WorldRenders
 from lods.world.judge import HEAD_CLASSES, Judge
 
 
@@ -15,9 +16,14 @@ def test_tiny_training_run_writes_a_loadable_judge(tmp_path):
     meta = json.loads((tmp_path / "judge" / "config.json").read_text())
     assert meta["heldout_accuracy"] == metrics["heldout_accuracy"]
     assert meta["train_config"]["train_seed"] != meta["train_config"]["heldout_seed"]
-    assert 0 <= metrics["heldout_accuracy"]["exact"] <= 1
+    acc = metrics["heldout_accuracy"]
+    assert acc["exact"] <= min(acc["category"], acc["shape1"], acc["color1"])  # heads every caption names, all right
     assert metrics["train_images"] == 24 * 2 + 6 * 2 and metrics["ring_images"] == 16
     judge = Judge.load(tmp_path / "judge")
+    (held_file,) = (tmp_path / "data").glob(f"world_{cfg.heldout_seed}_*.npz")  # held-out renders, scored again
+    held = WorldRenders.load(held_file)
+    again = evaluate_judge(judge, torch.from_numpy(held.images), label_targets(held.labels))
+    assert again["exact"] == acc["exact"] and len(held.images) == metrics["heldout_images"]
     assert judge.arch.widths == (8, 8, 8)
     assert judge.predict(torch.ones(2, 3, 32, 32))["category"].shape == (2, 3)
     # a second run reuses the cached renders (train and held-out) instead of rendering again

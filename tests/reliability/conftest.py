@@ -23,10 +23,10 @@ def prior(tmp_path_factory):
 def _tiny(monkeypatch) -> None:
     import tiny_cli
 
-    from lods.pipelines import generate, image_to_3d
+    from lods.pipelines import generate, presets
 
     monkeypatch.setattr(generate, "preset_config", tiny_cli.tiny_preset)
-    monkeypatch.setattr(image_to_3d, "preset_config", tiny_cli.tiny_preset)
+    monkeypatch.setattr(presets, "preset_config", tiny_cli.tiny_preset)
 
 
 def run_here(*args) -> int:

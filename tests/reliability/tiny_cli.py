@@ -4,7 +4,7 @@ reliability tests can drive the real command line in a subprocess within seconds
 import sys
 
 from lods.export import video
-from lods.pipelines import generate, image_to_3d
+from lods.pipelines import generate, presets
 from lods.pipelines.generate import ExportConfig
 from lods.render.cameras import CameraSamplerConfig
 
@@ -23,7 +23,7 @@ def tiny_preset(preset, backbone, guidance):
 
 def install() -> None:
     generate.preset_config = tiny_preset
-    image_to_3d.preset_config = tiny_preset
+    presets.preset_config = tiny_preset  # image_preset_config's base
 
 
 if __name__ == "__main__":

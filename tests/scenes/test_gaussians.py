@@ -8,7 +8,7 @@ from lods.config import from_dict
 from lods.errors import UserError
 from lods.render.cameras import orbit_cameras
 from lods.scenes.base import Scene3D
-from lods.scenes.gaussians import PARAMS, GaussianConfig, GaussianScene, sh_to_rgb
+from lods.scenes.gaussians import PARAMS, GaussiansConfig, GaussianScene, sh_to_rgb
 
 
 @pytest.fixture(autouse=True)
@@ -20,8 +20,8 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def small(**kw) -> GaussianConfig:
-    return dataclasses.replace(GaussianConfig(num_points=200), **kw)
+def small(**kw) -> GaussiansConfig:
+    return dataclasses.replace(GaussiansConfig(num_points=200), **kw)
 
 
 def adam(scene):
@@ -29,9 +29,9 @@ def adam(scene):
 
 
 def test_config_rejects_unknown_keys_and_init_is_deterministic():
-    cfg = from_dict(GaussianConfig, {"num_points": 150, "seed": 3})
+    cfg = from_dict(GaussiansConfig, {"num_points": 150, "seed": 3})
     with pytest.raises(UserError):
-        from_dict(GaussianConfig, {"num_pts": 150})
+        from_dict(GaussiansConfig, {"num_pts": 150})
     a, b, c = GaussianScene(cfg), GaussianScene(dataclasses.replace(cfg, seed=0), seed=3), GaussianScene(cfg, seed=4)
     assert isinstance(a, Scene3D) and a.num_gaussians == 150
     for name in PARAMS:

@@ -18,6 +18,6 @@ def write_run(scene, out: Path, backbone: str = "gs", prompt: str = "a red cone"
                                                   views_size=32, eval_views=4), **export)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", dump_yaml(cfg))
-    history = [{"step": i + 1, "loss_sds": 1.0 / (i + 1)} for i in range(steps)]
+    history = [{"step": i + 1, "loss_distill": 1.0 / (i + 1)} for i in range(steps)]
     finish(cfg, scene, NoPrior(), history, seconds=1.0)
     return out

@@ -54,7 +54,7 @@ def test_a_run_page_and_its_files(cone_run, serve):
     state = json.loads(get(server, "/api/run?run=")[2])
     assert state["info"]["prompt"] == "a red cone" and state["info"]["finished"]
     assert state["files"]["ply"] == "model.ply" and state["files"]["mesh"] == "mesh.glb"
-    assert state["info"]["curves"]["loss_sds"][0] == [1, 1.0]
+    assert state["info"]["curves"]["loss_distill"][0] == [1, 1.0]
     status, _, ply = get(server, "/run-files/model.ply")
     assert status == 200 and ply.startswith(b"ply")
     assert get(server, "/run-files/mesh.glb")[2][:4] == b"glTF"
@@ -82,7 +82,7 @@ def test_run_in_progress_serves_a_preview_from_its_checkpoint(cone_run, tmp_path
     tensors = load_ply(cone_run / "model.ply")
     save_checkpoint(run / "checkpoints" / "last.safetensors",
                     {f"scene/gaussians/{k}": tensors[k] for k in PARAMS},
-                    {"step": 2, "history": [{"step": 1, "loss_sds": 2.0}, {"step": 2, "loss_sds": 1.5}]})
+                    {"step": 2, "history": [{"step": 1, "loss_distill": 2.0}, {"step": 2, "loss_distill": 1.5}]})
     server = serve(run)
     state = json.loads(get(server, "/api/run?run=")[2])
     assert not state["info"]["finished"] and state["info"]["step"] == 2 and state["info"]["preview"]

@@ -7,7 +7,7 @@ results.csv with a cfg column, summary.md, plots, including metric-against-s cur
 
 from __future__ import annotations
 
-from .bench_quality import INF_CFG, BenchConfig, run_bench
+from .bench_quality import INF_CFG, BenchConfig
 
 CFG_SCALES = (30.0, 100.0, 1000.0, INF_CFG)
 CFG_METHODS = ("sds", "lods-embedding")
@@ -19,7 +19,3 @@ def cfg_bench_config(**overrides) -> BenchConfig:
                 cfg_scales=list(CFG_SCALES), out="outputs/bench-cfg", title="CFG sweep")
     base.update({k: v for k, v in overrides.items() if v is not None})
     return BenchConfig(**base)
-
-
-def run_cfg_bench(bc: BenchConfig, on_row=None, message=None) -> dict:
-    return run_bench(bc, on_row=on_row, message=message)

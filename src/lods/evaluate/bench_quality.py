@@ -34,7 +34,7 @@ INF_CFG = 1e6  # "∞" in the CFG sweep, as docs/algorithm.md's 2D setting
 COLUMNS = [
     "method", "backbone", "cfg", "seed", "category", "prompt", "psnr", "ssim", "iou", "r_at_1", "recognized_views",
     "n_views", "saturation_error", "feature_similarity", "truth_r_at_1", "truth_recognized_views", "imagereward",
-    "seconds", "seconds_per_step", "wall_seconds", "steps", "loss_sds", "loss_prior", "resumed_from_step", "status",
+    "seconds", "seconds_per_step", "wall_seconds", "steps", "loss_distill", "loss_learned", "resumed_from_step", "status",
     "run_dir",
 ]
 SUMMARY_METRICS = [  # (column, table label, short label, higher is better? None: signed, no direction)
@@ -314,7 +314,7 @@ def row_from_metrics(job: dict, metrics: dict | None, status: str, wall: float) 
                prompt=job["prompt"], status=status, run_dir=str(cfg.out), wall_seconds=round(wall, 3),
                cfg=cfg.guidance_config.guidance_scale if _uses_cfg(job["method"]) else "", steps=cfg.steps)
     for k in ("psnr", "ssim", "iou", "r_at_1", "saturation_error", "feature_similarity", "truth_r_at_1", "imagereward",
-              "seconds", "seconds_per_step", "loss_sds", "loss_prior"):
+              "seconds", "seconds_per_step", "loss_distill", "loss_learned"):
         row[k] = _nan()
     row["recognized_views"] = row["n_views"] = row["resumed_from_step"] = row["truth_recognized_views"] = ""
     if metrics is None:
@@ -339,8 +339,8 @@ def row_from_metrics(job: dict, metrics: dict | None, status: str, wall: float) 
         row["seconds_per_step"] = float(metrics["seconds_per_step"])
         row["seconds"] = row["seconds_per_step"] * steps
     losses = metrics.get("final_losses") or {}
-    row["loss_sds"] = float(losses.get("loss_sds", _nan()))
-    row["loss_prior"] = float(losses.get("loss_prior", _nan()))
+    row["loss_distill"] = float(losses.get("loss_distill", losses.get("loss_sds", _nan())))  # loss_sds: runs before issue 12
+    row["loss_learned"] = float(losses.get("loss_learned", losses.get("loss_prior", _nan())))
     return row
 
 

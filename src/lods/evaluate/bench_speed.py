@@ -1,7 +1,7 @@
 """The speed benchmark: time and peak memory of one guidance step of each method at identical settings.
 
 One step is what the generate loop does besides rendering: encode the images (VAE for a latent prior), the
-guidance's UNet passes, the backward of loss_sds + loss_prior into the images, and the optimiser step of the
+guidance's UNet passes, the backward of loss_distill + loss_learned into the images, and the optimiser step of the
 method's learnable part (embedding or LoRA). Every method sees the same images, cameras, timestep t and noise
 (a generator seeded by the iteration), in ONE process, and the methods are INTERLEAVED: each iteration runs
 every method once, starting from a rotating position, so drifts of the machine (other jobs, clocks, caches)

@@ -1,4 +1,4 @@
-"""Does the learnable part's gradient survive half precision? LODS-embedding's `loss_prior` gradient with respect to
+"""Does the learnable part's gradient survive half precision? LODS-embedding's `loss_learned` gradient with respect to
 the embedding, on the same prior loaded in fp32 and in fp16, with and without the backward scale: cosines to the
 fp32 gradient, and the share of exactly-zero entries (underflow)."""
 
@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 
 def embedding_gradient(prior, scale: float | None, prompt: str, batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, float]:
-    """(d loss_prior / d embedding, flattened, fp32 on the CPU; the backward scale used)."""
+    """(d loss_learned / d embedding, flattened, fp32 on the CPU; the backward scale used)."""
     from ..guidance import GuidanceConfig, build_guidance
 
     g = build_guidance("lods-embedding", prior, prompt, GuidanceConfig(learned_grad_scale=scale))
@@ -17,7 +17,7 @@ def embedding_gradient(prior, scale: float | None, prompt: str, batch: int = 2, 
     images = torch.rand(batch, 3, prior.image_size, prior.image_size, generator=gen).to(prior.device)
     draw = torch.Generator(device=prior.device).manual_seed(seed)
     out = g(images, None, 0, generator=draw)
-    out["loss_prior"].backward()
+    out["loss_learned"].backward()
     return g.embedding.grad.detach().float().flatten().cpu(), g.learned_grad_scale()
 
 

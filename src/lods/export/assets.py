@@ -9,7 +9,7 @@ from .mesh import EmptyMeshError, extract_mesh, save_glb
 
 
 def export_mesh(scene: Scene3D, out: Path, export_cfg) -> dict:
-    """Write the run's mesh as `export_cfg` (pipelines.generate.ExportConfig) asks; returns metrics.json's outputs
+    """Write the run's mesh as `export_cfg` (pipelines.run_config.ExportConfig) asks; returns metrics.json's outputs
     entries: {"mesh": "mesh.glb", ...} or {"mesh_error": why} when the scene has no surface."""
     out = Path(out)
     try:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from ..scenes.gaussians import PARAMS, GaussianConfig, GaussianScene, sh_basis
+from ..scenes.gaussians import PARAMS, GaussiansConfig, GaussianScene, sh_basis
 from ..utils.io import atomic_save
 
 # world (+z up) -> file (+y up): (x, y, z) -> (x, z, -y), a -90° turn about x
@@ -164,6 +164,6 @@ def load_ply(path) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.ascontiguousarray(t[k], dtype=np.float32)) for k in PARAMS}
 
 
-def load_gaussians(path, cfg: GaussianConfig | None = None) -> GaussianScene:
+def load_gaussians(path, cfg: GaussiansConfig | None = None) -> GaussianScene:
     """A GaussianScene from a ply written by `save_ply` (or any +y-up 3DGS ply); cfg.sh_degree follows the file."""
     return GaussianScene.from_tensors(load_ply(path), cfg)

@@ -2,7 +2,7 @@
 
 Every distillation loss is an MSE to a detached target, `0.5 * sum((z - stopgrad(z - grad))^2) / B`, whose
 gradient with respect to `z` is `grad / B` (docs/algorithm.md). Learnable parts (an embedding, a LoRA) are exposed
-as optimizer groups and trained by `loss_prior` in the same optimizer step as the scene; they are registered
+as optimizer groups and trained by `loss_learned` in the same optimizer step as the scene; they are registered
 on the guidance module (LoRA tensors too, though they live in the prior's UNet), so its state_dict holds them.
 """
 
@@ -37,7 +37,7 @@ class GuidanceConfig:
     lora_rank: int = 4
     lora_scale_uncond: float = 0.5  # LODS-LoRA: adapter scale of the learned unconditional branch
     camera_dropout: float = 0.1  # VSD: probability of dropping the camera (for the whole batch) while training the LoRA
-    shared_draw: bool = False  # LODS: loss_prior reuses the distillation draw (t, ε): one grad-enabled pass serves both
+    shared_draw: bool = False  # LODS: loss_learned reuses the distillation draw (t, ε): one grad-enabled pass serves both
     learned_grad_scale: float | None = None  # backward scale of the learnable part's loss (None: 1024 for fp16, else 1)
     perp_neg: bool = False  # Perp-Neg: the other views' prompts as negatives, their perpendicular part (prompts.py)
     perp_neg_scale: float = 1.0  # multiplies threestudio's Perp-Neg weights (ScaleDreamer's ASD: 0.5)
@@ -90,6 +90,7 @@ class Guidance(nn.Module):
     Options: type | None = None  # a dataclass of the method's own settings, read from config.method_options
     difference_gradient = False  # the gradient is a plain score difference (image-to-3D scales it up to SDS's size)
     adds_adapter = False  # the method adds a LoRA adapter to the prior's UNet
+    loss_names: tuple[str, ...] = ("distill",)  # the `loss_*` terms forward returns (the run weighs each by its λ)
 
     @classmethod
     def preset_defaults(cls, preset: str, backbone: str | None = None) -> dict:
@@ -204,9 +205,9 @@ class Guidance(nn.Module):
         return (1.0 - self.prior.alphas_cumprod[t]).view(-1, 1, 1, 1)
 
     def finish(self, z: torch.Tensor, grad: torch.Tensor, t: torch.Tensor, **losses) -> dict:
-        """Wrap `grad` into loss_sds and add the diagnostics every method reports."""
+        """Wrap `grad` into loss_distill and add the diagnostics every method reports."""
         loss, grad = distillation_loss(z, grad, self.config.grad_clip)
-        out = {"loss_sds": loss, **losses}
+        out = {"loss_distill": loss, **losses}
         out["t"] = t.detach()
         out["grad_norm"] = grad.flatten(1).norm(dim=1).mean()  # a tensor: reading it is the caller's host sync
         return out

@@ -1,10 +1,10 @@
 """LODS core shared by its two variants (docs/algorithm.md, "LODS — the method").
 
 grad = w(t) [ε(z_t; y) + ((1-s)/s) ε_ψ(z_t; ∅_learned) - ε/s]   (s = ∞: exactly w(t) [ε(z_t; y) - ε_ψ(z_t; ∅)])
-loss_prior = mean((ε_ψ(z'_t'; ∅_learned, t') - ε')²) on z' = stopgrad(z), fresh t' ~ U{0..N-1} and ε'.
-The branches of `grad` run under no_grad, so loss_sds sends nothing to the learnable part ψ.
+loss_learned = mean((ε_ψ(z'_t'; ∅_learned, t') - ε')²) on z' = stopgrad(z), fresh t' ~ U{0..N-1} and ε'.
+The branches of `grad` run under no_grad, so loss_distill sends nothing to the learnable part ψ.
 
-`shared_draw` (an option, off by default; not the reference): loss_prior reuses the distillation draw (t, ε), so
+`shared_draw` (an option, off by default; not the reference): loss_learned reuses the distillation draw (t, ε), so
 ONE grad-enabled pass ε_ψ(z_t; ∅_learned) both trains ψ and, detached, serves as the unconditional branch; the
 cost over SDS is then literally one more backward.
 """
@@ -28,6 +28,7 @@ class LODS(Guidance):
 
     default_guidance_scale = 1000.0
     difference_gradient = True
+    loss_names = ("distill", "learned")
     presets = {"fast": {"guidance_scale": 100.0}, "paper": {"guidance_scale": 1000.0}}
 
     def branches(self, z_t, t, cond) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,7 +55,7 @@ class LODS(Guidance):
                 z_t = self.prior.add_noise(z.detach(), noise, t)
                 eps_y = self.perp_neg_conditional(z_t, t, cameras) if self.config.perp_neg else self.conditional(z_t, t, cond)
             eps_learned = self.learned_unconditional(z_t, t)
-            loss_prior = F.mse_loss(eps_learned, noise)
+            loss_learned = F.mse_loss(eps_learned, noise)
             grad = lods_grad(eps_y, eps_learned.detach(), noise, self.guidance_scale, self.weight(t))
         else:
             with torch.no_grad():
@@ -65,6 +66,6 @@ class LODS(Guidance):
                 grad = lods_grad(eps_y, eps_learned, noise, self.guidance_scale, self.weight(t))
             t_p, noise_p = self.draw_prior(z, generator)
             z_p = self.prior.add_noise(z.detach(), noise_p, t_p)
-            loss_prior = F.mse_loss(self.learned_unconditional(z_p, t_p), noise_p)
-        loss_prior = self.scale_learned_backward(loss_prior)
-        return self.finish(z, grad, t, loss_prior=loss_prior)
+            loss_learned = F.mse_loss(self.learned_unconditional(z_p, t_p), noise_p)
+        loss_learned = self.scale_learned_backward(loss_learned)
+        return self.finish(z, grad, t, loss_learned=loss_learned)

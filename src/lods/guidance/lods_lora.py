@@ -1,6 +1,6 @@
 """LODS-LoRA: a rank-4 LoRA on the UNet's attention projections is the learned unconditional branch.
 
-The conditional branch runs at adapter scale 0 (the pretrained model); the unconditional branch and loss_prior
+The conditional branch runs at adapter scale 0 (the pretrained model); the unconditional branch and loss_learned
 at `lora_scale_uncond` (0.5), conditioned on the negative prompt, with no camera input. One UNet in memory.
 """
 

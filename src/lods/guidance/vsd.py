@@ -4,7 +4,7 @@ The LoRA branch is a rank-4 LoRA at scale 1 on the shared UNet plus a camera emb
 camera-to-world matrix through a small MLP, added to the UNet's timestep embedding by a forward hook that
 exists only during the LoRA call. Its last layer starts at zero, so the branch starts as the pretrained model.
 It sees the view-independent prompt (as the reference) and is trained on detached renders with the denoising
-loss (`loss_prior`), the camera dropped for the whole batch with p=0.1.
+loss (`loss_learned`), the camera dropped for the whole batch with p=0.1.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ class VSD(Guidance):
     default_guidance_scale = 7.5
     lr_field = "vsd_lr"
     adds_adapter = True
+    loss_names = ("distill", "learned")
     presets = {"fast": {"guidance_scale": 7.5}, "paper": {"guidance_scale": 7.5, "vsd_lr": 1e-4}}
 
     def __init__(self, prior, prompt, config=None):
@@ -64,9 +65,9 @@ class VSD(Guidance):
         t_p, noise_p = self.draw_prior(z, generator)
         keep = (draw_uniform(1, generator, z.device) >= self.config.camera_dropout).float()  # one draw per batch
         z_p = self.prior.add_noise(z.detach(), noise_p, t_p)
-        loss_prior = F.mse_loss(self.lora_eps(z_p, t_p, plain, cams * keep), noise_p)
-        loss_prior = self.scale_learned_backward(loss_prior)
-        return self.finish(z, grad, t, loss_prior=loss_prior)
+        loss_learned = F.mse_loss(self.lora_eps(z_p, t_p, plain, cams * keep), noise_p)
+        loss_learned = self.scale_learned_backward(loss_learned)
+        return self.finish(z, grad, t, loss_learned=loss_learned)
 
     def param_groups(self) -> list[dict]:
         params = list(self.lora_params) + list(self.camera_mlp.parameters())

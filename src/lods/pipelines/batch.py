@@ -22,7 +22,7 @@ from ..errors import UserError
 from .generate import GenerateConfig
 
 COLUMNS = ["index", "prompt", "status", "seconds", "wall_seconds", "steps", "resumed_from_step", "psnr", "ssim",
-           "iou", "r_at_1", "recognized_views", "n_views", "loss_sds", "loss_prior", "run_dir"]
+           "iou", "r_at_1", "recognized_views", "n_views", "loss_distill", "loss_learned", "run_dir"]
 _TRUTH = ("psnr", "ssim", "iou", "r_at_1", "recognized_views", "n_views")
 
 
@@ -126,7 +126,7 @@ def row_of(job: dict, metrics: dict | None, status: str, wall: float) -> dict:
         if k in truth:
             row[k] = truth[k]
     losses = metrics.get("final_losses") or {}
-    for k in ("loss_sds", "loss_prior"):
+    for k in ("loss_distill", "loss_learned"):
         if k in losses:
             row[k] = float(losses[k])
     return row
@@ -251,11 +251,11 @@ def render_summary(bc: BatchConfig, rows: list[dict], wall: float) -> str:
              f"invocation, {sum(r['status'] == 'resumed' for r in rows)} resumed), {len(failed)} failed", "",
              "Time is the optimisation loop's (exports excluded). PSNR, IoU and R@1 compare with the world's truth "
              "(the embedded prior only).", "",
-             "| # | prompt | status | time (s) | PSNR (dB) | IoU | R@1 | loss_sds | folder |", "|---|---|---|---|---|---|---|---|---|"]
+             "| # | prompt | status | time (s) | PSNR (dB) | IoU | R@1 | loss_distill | folder |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['index']} | {r['prompt']} | {r['status']} | {_cell(r['seconds'], '{:.1f}')} | "
                      f"{_cell(r['psnr'], '{:.2f}')} | {_cell(r['iou'], '{:.3f}')} | {_cell(r['r_at_1'], '{:.0f}')} | "
-                     f"{_cell(r['loss_sds'], '{:.4g}')} | {Path(r['run_dir']).name} |")
+                     f"{_cell(r['loss_distill'], '{:.4g}')} | {Path(r['run_dir']).name} |")
     lines.append("")
     if failed:
         lines.append("Rerun the same command to retry the failed prompts; finished ones are skipped.")

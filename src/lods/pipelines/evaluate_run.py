@@ -10,7 +10,8 @@ import torch
 from ..errors import UserError
 from ..runs import RunDir
 from ..utils.io import CorruptCheckpoint, atomic_write_json, load_checkpoint
-from .generate import build_scene, load_run_config, scene_render_fn
+from .loop import build_scene, scene_render_fn
+from .run_config import load_run_config
 
 
 def evaluate_run(run_dir: Path) -> dict:

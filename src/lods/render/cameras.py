@@ -6,7 +6,6 @@ Camera frame: OpenCV (x right, y down, z forward), as gsplat expects. `c2w` maps
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -124,10 +123,6 @@ def evaluation_cameras(n: int = 8, elevation_deg: float = 20.0, distance: float 
     """The fixed ring of cameras every evaluation uses: `n` azimuths from `azimuth_offset_deg`, evenly spaced."""
     az = azimuth_offset_deg + torch.arange(n, dtype=torch.float32) * (360.0 / n)
     return orbit_cameras(torch.full((n,), elevation_deg), az, distance, fov_deg)
-
-
-def fov_to_focal(fov_deg: float, size: int) -> float:
-    return 0.5 * size / math.tan(math.radians(fov_deg) / 2)
 
 
 @dataclass

@@ -15,8 +15,6 @@ class Scene3D(nn.Module):
     `alpha` (B, 1, H, W) and `depth` (B, 1, H, W).
     """
 
-    kind: str = "scene"
-
     def render(self, cameras: Cameras, size: int, background: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 

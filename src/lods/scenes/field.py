@@ -9,20 +9,19 @@ or a small learned MLP on the ray direction.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import UserError
+from ..config import from_dict
+from ..errors import ConfigError
 from ..render.cameras import Cameras, camera_rays
+from ..render.occupancy import OccupancyGrid
 from ..render.volume import expand_background, volume_render
 from .base import Scene3D
-
-ENCODINGS = ("triplane", "grid", "hashgrid")
-
+from .encodings import ENCODINGS, DenseGrid, DirectionBackground, HashGrid, Triplane, mlp
 
 @dataclass
 class FieldConfig:
@@ -70,152 +69,24 @@ class FieldConfig:
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise UserError(f"FieldConfig.{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+                raise ConfigError(f"nerf.{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
         if self.num_samples < 1 or self.resolution < 2 or self.hidden_layers < 0:
-            raise UserError("FieldConfig needs num_samples >= 1, resolution >= 2, hidden_layers >= 0")
+            raise ConfigError("nerf needs num_samples >= 1, resolution >= 2, hidden_layers >= 0")
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "FieldConfig":
+        """The config of `data` (the run config's `nerf` mapping); unknown keys and bad values are ConfigErrors."""
+        return from_dict(cls, data, "nerf")
+
+    def loss_names(self) -> tuple[str, ...]:
+        """The `loss_*` terms `regularizers` returns (each needs its λ)."""
+        return LOSS_NAMES
 
 
-class Triplane(nn.Module):
-    """Three axis-aligned feature planes (xy, xz, yz), sampled bilinearly."""
-
-    def __init__(self, resolution: int, channels: int, merge: str, init_std: float):
-        super().__init__()
-        self.planes = nn.Parameter(torch.randn(3, channels, resolution, resolution) * init_std)
-        self.merge = merge
-        self.out_dim = channels * (3 if merge == "concat" else 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Features (N, out_dim) at points x (N, 3) in [-1, 1]³."""
-        coords = x[:, [0, 1, 0, 2, 1, 2]].view(-1, 3, 2).transpose(0, 1)  # (3, N, 2): xy, xz, yz
-        feats = F.grid_sample(self.planes, coords[:, None], mode="bilinear", padding_mode="border", align_corners=True)
-        feats = feats[:, :, 0]  # (3, C, N)
-        if self.merge == "sum":
-            return feats.sum(0).t()
-        return feats.permute(2, 0, 1).reshape(x.shape[0], self.out_dim)
-
-
-class DenseGrid(nn.Module):
-    """A dense voxel grid of features, sampled trilinearly."""
-
-    def __init__(self, resolution: int, channels: int, init_std: float):
-        super().__init__()
-        self.grid = nn.Parameter(torch.randn(1, channels, resolution, resolution, resolution) * init_std)
-        self.out_dim = channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # grid_sample's last coordinate indexes width (the last axis): (x, y, z) → grid[z, y, x]
-        feats = F.grid_sample(self.grid, x[None, :, None, None], mode="bilinear", padding_mode="border", align_corners=True)
-        return feats[0, :, :, 0, 0].t()
-
-
-class HashGrid(nn.Module):
-    """Multiresolution hash encoding (instant-ngp) in plain PyTorch: per level, trilinear interpolation of
-    the 8 corner features, looked up directly while the level's grid fits its table and hashed above."""
-
-    PRIMES = (1, 2654435761, 805459861)
-
-    def __init__(self, levels: int, features: int, log2_size: int, base_res: int, max_res: int):
-        super().__init__()
-        size = 2**log2_size
-        growth = math.exp((math.log(max_res) - math.log(base_res)) / max(levels - 1, 1))
-        self.resolutions = [int(math.floor(base_res * growth**i)) for i in range(levels)]
-        self.table_size = size
-        self.tables = nn.Parameter(torch.empty(levels, size, features).uniform_(-1e-4, 1e-4))
-        corners = torch.tensor([[i >> 2 & 1, i >> 1 & 1, i & 1] for i in range(8)])
-        self.register_buffer("corners", corners, persistent=False)
-        self.out_dim = levels * features
-
-    def _index(self, cell: torch.Tensor, res: int) -> torch.Tensor:
-        """Table rows (…,) of integer grid vertices (…, 3) at a level of `res` cells per side."""
-        side = res + 1
-        if side**3 <= self.table_size:
-            return cell[..., 0] + side * (cell[..., 1] + side * cell[..., 2])
-        h = cell[..., 0] * self.PRIMES[0] ^ cell[..., 1] * self.PRIMES[1] ^ cell[..., 2] * self.PRIMES[2]
-        return h % self.table_size
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u = ((x + 1) * 0.5).clamp(0, 1)  # (N, 3) in the unit cube
-        feats = []
-        for level, res in enumerate(self.resolutions):
-            pos = u * res
-            cell = pos.floor().clamp(max=res - 1)
-            frac = pos - cell  # (N, 3)
-            verts = cell.long()[:, None, :] + self.corners  # (N, 8, 3)
-            w = torch.where(self.corners.bool(), frac[:, None, :], 1 - frac[:, None, :]).prod(-1)  # (N, 8)
-            f = self.tables[level][self._index(verts, res)]  # (N, 8, F)
-            feats.append((w[..., None] * f).sum(1))
-        return torch.cat(feats, -1)
-
-
-class OccupancyGrid(nn.Module):
-    """Which cells of the [-bound, bound]³ box may hold matter, so that rendering skips empty space.
-
-    As nerfacc's estimator: each update evaluates the density at a random point of every cell and keeps
-    max(decay · old, new); a cell is occupied above `threshold` or next to such a cell (one-cell dilation,
-    so matter can grow at the boundary). It starts unknown (inf: everything occupied) until the first update.
-    """
-
-    def __init__(self, resolution: int, bound: float, threshold: float, decay: float = 0.95):
-        super().__init__()
-        self.resolution, self.bound, self.threshold, self.decay = resolution, bound, threshold, decay
-        self.register_buffer("density", torch.full((resolution,) * 3, float("inf")))
-
-    @property
-    def ready(self) -> bool:
-        return not bool(torch.isinf(self.density).any())
-
-    @torch.no_grad()
-    def update(self, density_fn, chunk: int = 65536) -> None:
-        G = self.resolution
-        ax = torch.arange(G, device=self.density.device, dtype=torch.float32)
-        cells = torch.stack(torch.meshgrid(ax, ax, ax, indexing="ij"), -1).reshape(-1, 3)
-        points = ((cells + torch.rand_like(cells)) / G * 2 - 1) * self.bound
-        fresh = torch.cat([density_fn(points[s : s + chunk]) for s in range(0, points.shape[0], chunk)]).view(G, G, G)
-        old = self.density
-        self.density.copy_(torch.where(torch.isinf(old), fresh, torch.maximum(old * self.decay, fresh)))
-
-    def mask(self) -> torch.Tensor:
-        occ = (self.density > self.threshold).float()[None, None]
-        return F.max_pool3d(occ, 3, stride=1, padding=1)[0, 0] > 0
-
-    def occupied(self, points: torch.Tensor) -> torch.Tensor:
-        """Whether each point (N, 3) lies in an occupied cell (N,) bool."""
-        G = self.resolution
-        idx = ((points + self.bound) * (0.5 * G / self.bound)).long().clamp_(0, G - 1)
-        flat = (idx[:, 0] * G + idx[:, 1]) * G + idx[:, 2]
-        return self.mask().view(-1)[flat]
-
-
-class DirectionBackground(nn.Module):
-    """A colour per ray direction: a tiny MLP on the direction and a few of its harmonics."""
-
-    def __init__(self, hidden: int = 16, freqs: int = 2):
-        super().__init__()
-        self.freqs = freqs
-        self.net = nn.Sequential(nn.Linear(3 * (1 + 2 * freqs), hidden), nn.ReLU(), nn.Linear(hidden, 3))
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.constant_(self.net[-1].bias, 2.2)  # sigmoid(2.2) ≈ 0.9: starts near white
-
-    def forward(self, dirs: torch.Tensor) -> torch.Tensor:
-        enc = [dirs]
-        for k in range(self.freqs):
-            enc += [torch.sin(dirs * math.pi * 2**k), torch.cos(dirs * math.pi * 2**k)]
-        return torch.sigmoid(self.net(torch.cat(enc, -1)))
-
-
-def _mlp(in_dim: int, hidden: int, layers: int, out_dim: int) -> nn.Sequential:
-    mods: list[nn.Module] = []
-    dim = in_dim
-    for _ in range(layers):
-        mods += [nn.Linear(dim, hidden), nn.ReLU()]
-        dim = hidden
-    mods.append(nn.Linear(dim, out_dim))
-    return nn.Sequential(*mods)
+LOSS_NAMES = ("sparsity", "opacity")
 
 
 class RadianceField(Scene3D):
-    kind = "field"
-
     def __init__(self, cfg: FieldConfig | None = None, seed: int | None = None):
         """`seed`, when given, replaces cfg.seed: the initial parameters depend on it alone (the global RNG is
         left as it was; sample jitter during rendering draws from the global RNG)."""
@@ -234,7 +105,7 @@ class RadianceField(Scene3D):
                 self.encoding = HashGrid(
                     cfg.hash_levels, cfg.hash_features, cfg.hash_log2_size, cfg.hash_base_resolution, cfg.hash_max_resolution
                 )
-            self.mlp = _mlp(self.encoding.out_dim, cfg.hidden_dim, cfg.hidden_layers, 4)
+            self.mlp = mlp(self.encoding.out_dim, cfg.hidden_dim, cfg.hidden_layers, 4)
             self.background_net = DirectionBackground() if cfg.background == "learned" else None
         self.mesh_threshold = cfg.mesh_threshold
         self.occupancy = (

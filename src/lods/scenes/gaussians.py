@@ -1,5 +1,5 @@
-"""3D Gaussian Splatting as a `Scene3D`: parameters, per-attribute learning rates, adaptive density control
-(clone / split / prune, editing the optimizer in place), mesh queries; the ply file is lods.export.ply.
+"""3D Gaussian Splatting as a `Scene3D`: its config, parameters, per-attribute learning rates, regularisers and mesh
+queries; adaptive density control is lods.scenes.densify, the ply file lods.export.ply.
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import UserError
+from ..config import from_dict
+from ..errors import ConfigError, UserError
 from ..render.cameras import Cameras
-from ..render.gaussians import rasterize_gaussians
+from ..render.gaussians import BACKENDS, rasterize_gaussians
 from ..render.splat_torch import quat_to_rotmat
 from .base import Scene3D
+from .densify import PARAMS, DensityControl, logit
 
 SH_C0 = 0.28209479177387814
 SH_C1 = 0.4886025119029199
@@ -25,11 +27,10 @@ SH_C3 = (
     -0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
     -0.4570457994644658, 1.445305721320277, -0.5900435899266435,
 )
-PARAMS = ("means", "scales", "quats", "opacities", "f_dc", "f_rest")
 
 
 @dataclass
-class GaussianConfig:
+class GaussiansConfig:
     num_points: int = 4096  # initial count for the "ball" init (1000 is enough for quick runs)
     init: str = "ball"  # "ball": uniform in a ball; "points": from a given point cloud (xyz, rgb)
     init_radius: float = 0.5
@@ -64,6 +65,33 @@ class GaussianConfig:
     # rendering
     backend: str = "auto"  # "auto" (gsplat on CUDA, torch otherwise), "torch", "gsplat"
     near_plane: float = 0.01
+
+    def __post_init__(self):
+        if not 0 <= self.sh_degree <= 3:
+            raise ConfigError(f"gaussians.sh_degree must be 0..3, got {self.sh_degree}")
+        if self.init not in ("ball", "points"):
+            raise ConfigError(f'gaussians.init must be "ball" or "points", got {self.init!r}')
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"gaussians.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        positive = ("num_points", "init_radius", "lr_scales", "lr_quats", "lr_opacities", "lr_colors", "densify_every",
+                    "scene_extent", "max_gaussians", "max_anisotropy", "near_plane")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"gaussians.{name} must be positive, got {getattr(self, name)}")
+        if not 0.0 < self.init_opacity < 1.0:
+            raise ConfigError(f"gaussians.init_opacity must lie in (0, 1), got {self.init_opacity}")
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "GaussiansConfig":
+        """The config of `data` (the run config's `gaussians` mapping); unknown keys and bad values are ConfigErrors."""
+        return from_dict(cls, data, "gaussians")
+
+    def loss_names(self) -> tuple[str, ...]:
+        """The `loss_*` terms `regularizers` returns under this config (each needs its λ)."""
+        return ("sparsity",) + ("opacity",) * self.reg_opacity_entropy + ("anisotropy",) * self.reg_anisotropy
+
+
+LOSS_NAMES = ("sparsity", "opacity", "anisotropy")  # every loss a Gaussian scene can return
 
 
 def sh_to_rgb(sh: torch.Tensor, dirs: torch.Tensor | None, degree: int) -> torch.Tensor:
@@ -126,25 +154,17 @@ def _knn_scale(xyz: torch.Tensor, k: int = 3, chunk: int = 1024) -> torch.Tensor
     return torch.cat(out).clamp_min(1e-14).sqrt()
 
 
-def _logit(p: torch.Tensor) -> torch.Tensor:
-    return torch.log(p / (1 - p))
-
-
-class GaussianScene(Scene3D):
+class GaussianScene(DensityControl, Scene3D):
     """N anisotropic 3D Gaussians: means (N,3), log scales (N,3), quats (N,4) wxyz, opacity logits (N,),
     SH colour coefficients f_dc (N,3) and f_rest (N, (d+1)^2 - 1, 3)."""
 
-    kind = "gaussians"
-
-    def __init__(self, cfg: GaussianConfig | None = None, points: tuple | None = None, seed: int | None = None):
+    def __init__(self, cfg: GaussiansConfig | None = None, points: tuple | None = None, seed: int | None = None):
         """`points` = (xyz (M,3), rgb (M,3) in [0,1] or 0..255) arrays or tensors, used when cfg.init == "points"
         (all M points are kept); `seed`, when given, replaces cfg.seed (init and split sampling)."""
         super().__init__()
-        cfg = cfg or GaussianConfig()
+        cfg = cfg or GaussiansConfig()
         if seed is not None:
             cfg = dataclasses.replace(cfg, seed=seed)
-        if not 0 <= cfg.sh_degree <= 3:
-            raise UserError(f"sh_degree must be 0..3, got {cfg.sh_degree}")
         self.cfg = cfg
         self._gen = torch.Generator().manual_seed(cfg.seed)  # CPU; samples are moved to the params' device
         xyz, rgb = self._init_points(points)
@@ -154,7 +174,7 @@ class GaussianScene(Scene3D):
         self.means = nn.Parameter(xyz)
         self.scales = nn.Parameter(scale.log()[:, None].repeat(1, 3))
         self.quats = nn.Parameter(torch.tensor([1.0, 0.0, 0.0, 0.0]).repeat(n, 1))
-        self.opacities = nn.Parameter(_logit(torch.full((n,), cfg.init_opacity)))
+        self.opacities = nn.Parameter(logit(torch.full((n,), cfg.init_opacity)))
         self.f_dc = nn.Parameter(rgb_to_sh(rgb))
         self.f_rest = nn.Parameter(torch.zeros(n, n_rest, 3))
         self._reset_stats()
@@ -164,25 +184,17 @@ class GaussianScene(Scene3D):
         cfg = self.cfg
         if cfg.init == "points":
             if points is None:
-                raise UserError('GaussianConfig.init="points" needs a point cloud (xyz, rgb)')
+                raise UserError('GaussiansConfig.init="points" needs a point cloud (xyz, rgb)')
             xyz = torch.as_tensor(np.asarray(points[0]), dtype=torch.float32).reshape(-1, 3)
             rgb = torch.as_tensor(np.asarray(points[1]), dtype=torch.float32).reshape(-1, 3)
             if rgb.max() > 1.0:
                 rgb = rgb / 255.0  # 8-bit colours
             return xyz, rgb.clamp(0, 1)
-        if cfg.init != "ball":
-            raise UserError(f'unknown Gaussian init {cfg.init!r}; choose "ball" or "points"')
         n = cfg.num_points
         dirs = torch.nn.functional.normalize(torch.randn(n, 3, generator=self._gen), dim=-1)
         radius = cfg.init_radius * torch.rand(n, 1, generator=self._gen) ** (1 / 3)
         rgb = 0.5 + 0.05 * (torch.rand(n, 3, generator=self._gen) - 0.5)
         return dirs * radius, rgb
-
-    def _reset_stats(self) -> None:
-        n, dev = self.means.shape[0], self.means.device
-        self.register_buffer("grad_accum", torch.zeros(n, device=dev), persistent=False)
-        self.register_buffer("grad_count", torch.zeros(n, device=dev), persistent=False)
-        self.register_buffer("max_radii", torch.zeros(n, device=dev), persistent=False)
 
     # ----- activated attributes -----
     @property
@@ -260,96 +272,6 @@ class GaussianScene(Scene3D):
             if any(p is self.means for p in group["params"]):
                 group["lr"] = lr
 
-    # ----- adaptive density control -----
-    @torch.no_grad()
-    def accumulate_grads(self, out: dict[str, torch.Tensor]) -> None:
-        """Add the screen-space gradient norms of visible Gaussians (out["means2d"].grad, (C, N, 2))."""
-        m2d = out.get("means2d")
-        if m2d is None or m2d.grad is None or m2d.shape[1] != self.num_gaussians:
-            return
-        n_cams, height, width = m2d.shape[0], out["rgb"].shape[-2], out["rgb"].shape[-1]
-        grad = m2d.grad * m2d.new_tensor([width / 2 * n_cams, height / 2 * n_cams])
-        visible = (out["radii"] > 0).all(-1)
-        self.grad_accum += (grad.norm(dim=-1) * visible).sum(0)
-        self.grad_count += visible.sum(0)
-        self.max_radii = torch.maximum(self.max_radii, out["radii"].amax(dim=(0, 2)).to(self.max_radii))
-
-    @torch.no_grad()
-    def densify_and_prune(self, optimizer: torch.optim.Optimizer | None) -> dict[str, int]:
-        cfg = self.cfg
-        n = self.num_gaussians
-        grads = self.grad_accum / self.grad_count.clamp_min(1)
-        max_scale = self.get_scales().max(-1).values
-        candidates = grads >= cfg.grad_threshold
-        room = max(cfg.max_gaussians - n, 0)
-        if int(candidates.sum()) > room:  # keep the largest gradients within the budget (each adds one net)
-            keep = torch.zeros_like(candidates)
-            keep[torch.topk(torch.where(candidates, grads, -1.0), room).indices] = True
-            candidates &= keep
-        small = max_scale <= cfg.percent_dense * cfg.scene_extent
-        clone, split = candidates & small, candidates & ~small
-        big = self.max_radii > cfg.prune_screen_size if cfg.prune_screen_size is not None else torch.zeros_like(clone)
-        n_children = 2 * int(split.sum())
-
-        # Clone: copy as is. Split: two children sampled from the parent, scales / 1.6, parent removed.
-        extra = {name: getattr(self, name).data[clone] for name in PARAMS}
-        sel = split.nonzero().squeeze(1)
-        if sel.numel():
-            children = {name: getattr(self, name).data[sel].repeat(2, *[1] * (getattr(self, name).dim() - 1))
-                        for name in PARAMS}  # every parent twice
-            stds = children["scales"].exp()
-            noise = torch.randn(stds.shape, generator=self._gen).to(stds) * stds
-            children["means"] = (quat_to_rotmat(children["quats"]) @ noise[..., None]).squeeze(-1) + children["means"]
-            children["scales"] = (stds / 1.6).log()
-            extra = {name: torch.cat([extra[name], children[name]]) for name in PARAMS}
-        self._replace_rows(optimizer, (~split).nonzero().squeeze(1), extra)
-
-        max_scale = self.get_scales().max(-1).values
-        prune = (self.get_opacities() < cfg.prune_opacity) | (max_scale > cfg.prune_scale * cfg.scene_extent)
-        # rows are now [kept (not split), clones, children]; children start small on screen
-        prune |= torch.cat([big[~split], big[clone], big.new_zeros(n_children)])
-        if bool(prune.all()):  # never remove every Gaussian
-            prune[:] = False
-        self._replace_rows(optimizer, (~prune).nonzero().squeeze(1), None)
-        self._reset_stats()
-        self.last_densify = {"cloned": int(clone.sum()), "split": int(split.sum()), "pruned": int(prune.sum()),
-                             "total": self.num_gaussians}
-        return self.last_densify
-
-    @torch.no_grad()
-    def reset_opacity(self, optimizer: torch.optim.Optimizer | None, value: float = 0.01) -> None:
-        """Clamp opacities to <= value and clear their optimizer moments (3DGS's opacity reset)."""
-        new = torch.minimum(self.opacities.data, _logit(torch.tensor(value)).to(self.opacities))
-        self._swap(optimizer, "opacities", new, keep=None, n_extra=0)
-
-    def _replace_rows(self, optimizer, keep: torch.Tensor, extra: dict[str, torch.Tensor] | None) -> None:
-        """Keep rows `keep` of every attribute and append `extra` rows; the optimizer follows."""
-        for name in PARAMS:
-            old = getattr(self, name).data
-            new = old[keep] if extra is None else torch.cat([old[keep], extra[name].to(old)])
-            self._swap(optimizer, name, new, keep, 0 if extra is None else extra[name].shape[0])
-
-    def _swap(self, optimizer, name: str, value: torch.Tensor, keep: torch.Tensor | None, n_extra: int) -> None:
-        """Install `value` as parameter `name`, replacing it in the optimizer's group; per-row state (e.g. Adam
-        moments) is gathered at `keep` with zeros for appended rows, or zeroed when keep is None."""
-        old = getattr(self, name)
-        new = nn.Parameter(value, requires_grad=old.requires_grad)
-        if optimizer is not None:
-            for group in optimizer.param_groups:
-                for i, p in enumerate(group["params"]):
-                    if p is old:
-                        group["params"][i] = new
-            state = optimizer.state.pop(old, None)
-            if state is not None:
-                for key, v in state.items():
-                    if isinstance(v, torch.Tensor) and v.shape == old.shape:
-                        if keep is None:
-                            state[key] = torch.zeros_like(value)
-                        else:
-                            state[key] = torch.cat([v[keep], v.new_zeros((n_extra,) + v.shape[1:])])
-                optimizer.state[new] = state
-        setattr(self, name, new)
-
     # ----- export / state -----
     @torch.no_grad()
     def query(self, points: torch.Tensor, chunk: int = 4096, budget: int = 1 << 22) -> tuple[torch.Tensor, torch.Tensor]:
@@ -404,14 +326,14 @@ class GaussianScene(Scene3D):
             self._gen.set_state(tensors["gaussians/rng"].cpu())
 
     @classmethod
-    def from_tensors(cls, tensors: dict[str, torch.Tensor], cfg: GaussianConfig | None = None) -> "GaussianScene":
+    def from_tensors(cls, tensors: dict[str, torch.Tensor], cfg: GaussiansConfig | None = None) -> "GaussianScene":
         """A scene holding the given parameters (keys PARAMS, f_rest (N, (d+1)^2 - 1, 3)); cfg.sh_degree follows
         f_rest. Used by the ply loader (lods.export.ply)."""
         n_rest = tensors["f_rest"].shape[1]
         degree = int(round(math.sqrt(n_rest + 1))) - 1
         if (degree + 1) ** 2 - 1 != n_rest or not 0 <= degree <= 3:
             raise UserError(f"{n_rest} SH coefficients per colour channel do not match an SH degree 0..3")
-        cfg = dataclasses.replace(cfg or GaussianConfig(), sh_degree=degree, init="ball")
+        cfg = dataclasses.replace(cfg or GaussiansConfig(), sh_degree=degree, init="ball")
         scene = cls(dataclasses.replace(cfg, num_points=1, init_scale=0.01))  # a cheap placeholder, overwritten below
         scene.cfg = cfg
         scene.load_state_tensors({f"gaussians/{k}": tensors[k].float().contiguous() for k in PARAMS})

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from .gaussians import GaussianConfig, GaussianScene
+from .gaussians import GaussiansConfig, GaussianScene
 
 
-def scene_from_ply(path: str | Path, cfg: GaussianConfig, scale: float = 1.0, seed: int | None = None) -> GaussianScene:
+def scene_from_ply(path: str | Path, cfg: GaussiansConfig, scale: float = 1.0, seed: int | None = None) -> GaussianScene:
     """A `GaussianScene` from `path`; a splat keeps its attributes (scales grow with `scale`), a point cloud gets
     cfg's initial opacity and nearest-neighbour scales, colours from its red/green/blue (grey when absent)."""
     from plyfile import PlyData

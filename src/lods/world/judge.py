@@ -224,8 +224,3 @@ class Judge:
         suite = list(dict.fromkeys([target] + [parse_world_prompt(p).caption() for p in suite_prompts]))
         scores = self.prompt_log_likelihood(images01, suite)
         return (scores.argmax(1) == 0).float().mean().item()
-
-
-def r_at_1(judge: Judge, images01: torch.Tensor, prompt: str, suite_prompts: list[str]) -> float:
-    """Module-level form of `Judge.r_at_1`."""
-    return judge.r_at_1(images01, prompt, suite_prompts)

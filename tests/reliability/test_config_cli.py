@@ -1,0 +1,120 @@
+"""The command line's configs: `--set` (typed, validated before the folder), bad nested configs, `lods eval` and
+`lods prior eval` on tiny budgets."""
+
+import json
+import shutil
+
+import pytest
+import yaml
+from conftest import tiny
+
+
+@pytest.fixture(scope="module")
+def world_image(tmp_path_factory):
+    import torch
+    from PIL import Image
+
+    from lods.pipelines.image_to_3d import reference_cameras
+    from lods.world.render import render_scene
+    from lods.world.scene import parse_prompt
+
+    r = render_scene(parse_prompt("a red cube")[0], reference_cameras(), size=32)
+    rgba = torch.cat([r["rgb"][0], r["alpha"][0]], 0)
+    path = tmp_path_factory.mktemp("img") / "cube.png"
+    Image.fromarray((rgba * 255).round().byte().permute(1, 2, 0).numpy(), "RGBA").save(path)
+    return path
+
+
+def image_args(prior, image, out, *extra):
+    return ("image-to-3d", image, "--prompt", "a red cube", "--prior", prior, "--out", out, "--quiet", *extra)
+
+
+def test_set_lands_typed_in_the_generate_config(prior, tmp_path, lods):
+    out = tmp_path / "run"
+    code, _, err = lods(*tiny(prior, out, "--steps", "2", "--set", "gaussians.num_points=150",
+                              "--set", "lambdas.distill=2", "--set", "cameras.elevation_range=[0, 30]"))
+    assert code == 0, err
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["gaussians"]["num_points"] == 150 and saved["lambdas"]["distill"] == 2
+    assert saved["cameras"]["elevation_range"] == [0, 30]
+    assert json.loads((out / "run.json").read_text())["config"]["gaussians.num_points"] == 150
+
+
+def test_set_lands_typed_in_the_image_config(prior, tmp_path, lods, world_image):
+    out = tmp_path / "run"
+    code, _, err = lods(*image_args(prior, world_image, out, "--steps", "2", "--set", "lambdas.rgb=5000",
+                                    "--set", "background_tolerance=0.2", "--set", "nerf.num_samples=8",
+                                    "--backbone", "nerf"))
+    assert code == 0, err
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["lambdas"]["rgb"] == 5000 and saved["background_tolerance"] == 0.2
+    assert saved["nerf"]["num_samples"] == 8 and saved["task"] == "image-to-3d"
+
+
+BAD_SETS = [
+    ("nope=1", "unknown GenerateConfig key"),
+    ("gaussians.num_pointz=3", "gaussians.num_pointz"),
+    ("gaussians.backend=gpu", "gaussians.backend must be one of"),
+    ("nerf.encoding=mlp", "nerf.encoding must be one of"),
+    ("steps=abc", "steps: expected an integer"),
+    ("export.nope.deeper=1", "unknown key 'export.nope'"),
+    ("lambdas.sparsty=1", "lambdas.sparsty names no loss"),
+    ("lambdas.sds=1", "lambdas.sds was renamed lambdas.distill"),
+]
+
+
+@pytest.mark.parametrize("item,needle", BAD_SETS)
+@pytest.mark.parametrize("command", ["generate", "image-to-3d"])
+def test_a_bad_set_is_one_line_exit_2_and_no_folder(prior, tmp_path, lods, world_image, command, item, needle):
+    out = tmp_path / "run"
+    args = tiny(prior, out) if command == "generate" else image_args(prior, world_image, out)
+    code, stdout, err = lods(*args, "--set", item)
+    needle = needle.replace("GenerateConfig", "ImageTo3DConfig") if command == "image-to-3d" else needle
+    assert code == 2 and len(err) == 1 and err[0].startswith("lods: error:") and needle in err[0], err
+    assert not out.exists()
+
+
+def test_a_scene_loss_without_its_lambda_is_named(prior, tmp_path, lods):
+    out = tmp_path / "run"
+    code, _, err = lods(*tiny(prior, out, "--set", "gaussians.reg_anisotropy=true"))
+    assert code == 2 and len(err) == 1 and "loss_anisotropy has no weight: set lambdas.anisotropy" in err[0], err
+    assert not out.exists()
+    code, _, err = lods(*tiny(prior, out, "--steps", "1", "--set", "gaussians.reg_anisotropy=true",
+                              "--set", "lambdas.anisotropy=0.5"))
+    assert code == 0, err
+    assert "loss_anisotropy" in json.loads((out / "metrics.json").read_text())["final_losses"]
+
+
+def test_eval_rescores_a_run_folder(finished, tmp_path, lods):
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    truth = metrics.pop("ground_truth")
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    code, stdout, err = lods("eval", run)
+    assert code == 0 and err == [], err
+    printed = json.loads(stdout)
+    assert printed["checkpoint_step"] == 6 and printed["unfinished"] is False
+    rewritten = json.loads((run / "metrics.json").read_text())["ground_truth"]
+    for k in ("psnr", "ssim", "iou", "r_at_1", "recognized_views", "n_views"):  # the same final scene, scored again
+        assert rewritten[k] == printed[k] == pytest.approx(truth[k], abs=1e-6), k
+    assert rewritten["n_views"] == 4
+
+
+def test_prior_eval_on_a_tiny_budget(prior, tmp_path, lods):
+    from lods.evaluate.prior_eval import prior_eval_prompts
+    from lods.world.judge import parse_world_prompt
+
+    out = tmp_path / "prior_eval.json"
+    code, stdout, err = lods("prior", "eval", "--prior", prior, "--cfg", "3", "--n", "1", "--steps", "2", "--out", out)
+    assert code == 0, err
+    result = json.loads(out.read_text())
+    assert json.loads(stdout) == result and list(result) == ["3.0"]
+    r = result["3.0"]
+    prompts = prior_eval_prompts()
+    assert r["samples"] == len(prompts)
+    assert set(r["recognized"]) == {parse_world_prompt(p).category for p in prompts}
+    for v in (*r["recognized"].values(), r["recognized_all"], r["shape_and_colour_single_object"], r["border_brightness"]):
+        assert 0.0 <= v <= 1.0
+    code, _, err = lods("prior", "eval", "--prior", prior, "--n", "0")
+    assert code == 2 and len(err) == 1
