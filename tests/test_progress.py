@@ -1,4 +1,4 @@
-from lods.progress import progress_bar
+from lods.utils.progress import progress_bar
 
 
 def test_plain_lines_when_stderr_is_not_a_terminal(capsys):

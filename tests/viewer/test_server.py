@@ -146,7 +146,7 @@ def test_cli_errors_are_one_line(tmp_path):
 
 
 def test_generate_view_serves_once_the_run_folder_exists(tmp_path, cone_run):
-    from lods.cli_view import live_view
+    from lods.cli.view import live_view
 
     out = tmp_path / "run"
     on_step, stop = live_view(out, open_browser=False)
