@@ -15,6 +15,8 @@ BACKEND_HELP = "local (worker processes on this machine) or ray (a Ray task per 
 RAY_ADDRESS_HELP = "--backend ray: the cluster to join ('auto', or HOST:PORT; default: start a local Ray)."
 GPUS_HELP = "--backend ray on CUDA: the GPU fraction each run asks for."
 
+app = typer.Typer(no_args_is_help=True, help="Benchmarks: quality on the world, speed, the CFG sweep.")
+
 
 def _scales(text: str) -> list[float]:
     from ..bench.stats import INF_CFG
@@ -57,8 +59,6 @@ def _run_quality_like(bc, name: str, options: dict, quiet: bool) -> None:
     failed = sum(1 for r in result["rows"] if str(r["status"]).startswith("failed"))
     typer.echo(f"wrote {result['csv_path']} ({len(result['rows'])} runs, {failed} failed), {result['summary_path']}, "
                f"{len(result['plots'])} plots in {Path(bc.out) / 'plots'}")
-
-app = typer.Typer(no_args_is_help=True, help="Benchmarks: quality on the world, speed, the CFG sweep.")
 
 
 @app.command("quality")
