@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from lods.evaluate.bench_speed import clone_prior
+from lods.bench.speed import clone_prior
 from lods.priors import lora
 from lods.priors.prior import Prior
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from lods.evaluate.bench_quality import SUMMARY_METRICS, _value, paired_cells, read_csv
+from lods.bench.results import read_csv
+from lods.bench.stats import SUMMARY_METRICS, metric_value, paired_cells
 
 METRICS = [m for m in SUMMARY_METRICS if m[0] in ("psnr", "ssim", "iou", "r_at_1", "abs_saturation_error", "seconds")]
 
@@ -42,8 +43,8 @@ def main() -> None:
         pairs = [(b[k], a[k]) for k in ks]
         deltas, wins = paired_cells(pairs, METRICS)
         for (m, *_), delta, win in zip(METRICS, deltas, wins):
-            mean_a = sum(_value(a[k], m) for k in ks) / len(ks)
-            mean_b = sum(_value(b[k], m) for k in ks) / len(ks)
+            mean_a = sum(metric_value(a[k], m) for k in ks) / len(ks)
+            mean_b = sum(metric_value(b[k], m) for k in ks) / len(ks)
             print(f"| {cat} | {len(ks)} | {m} | {mean_a:.4g} | {mean_b:.4g} | {delta} | {win} |")
 
 

@@ -240,8 +240,8 @@ def main() -> None:
         lambda: {"folder": str(build_tiny_sd(sd_folder, latent=True, sd21=cuda)), "sd21": cuda})
 
     def speed():
-        from lods.evaluate.bench_speed import SpeedConfig, render_speed, run_speed_bench
-        from lods.evaluate.bench_quality import hardware_line
+        from lods.bench.hardware import hardware_line
+        from lods.bench.speed import SpeedConfig, render_speed, run_speed_bench
 
         tiny = {} if cuda else {"prior": str(sd_folder), "size": 32, "batch": 2, "sd21_batches": [1], "memory": False,
                                 "methods": ["sds", "lods-embedding", "lods-embedding+shared_draw"]}

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from lods.export.assets import export_mesh
-from lods.export.ply import save_ply
+from lods.scenes.ply import save_ply
 from lods.pipelines.generate import build_scene, load_run_config
 from lods.utils.io import load_checkpoint
 

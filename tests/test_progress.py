@@ -1,4 +1,4 @@
-from lods.progress import _line_logger, progress_bar
+from lods.utils.progress import _line_logger, progress_bar
 
 
 def test_plain_lines_when_stderr_is_not_a_terminal(capsys):

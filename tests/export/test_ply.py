@@ -8,7 +8,7 @@ import torch
 from plyfile import PlyData
 
 from lods.errors import UserError
-from lods.export.ply import load_gaussians, load_ply, save_ply, write_ply
+from lods.scenes.ply import load_gaussians, load_ply, save_ply, write_ply
 from lods.render.cameras import Cameras, orbit_cameras
 from lods.scenes.gaussians import PARAMS, GaussiansConfig, GaussianScene, sh_basis, sh_to_rgb
 

@@ -5,7 +5,7 @@ import trimesh
 from plyfile import PlyData
 
 from lods.export.mesh import extract_mesh, save_glb
-from lods.export.ply import load_ply, save_ply
+from lods.scenes.ply import load_ply, save_ply
 
 
 def narrow_at_top(points: np.ndarray, up: int) -> bool:

@@ -73,7 +73,7 @@ def test_nerf_run_says_it_has_no_splat(tmp_path, serve):
 
 
 def test_run_in_progress_serves_a_preview_from_its_checkpoint(cone_run, tmp_path, serve):
-    from lods.export.ply import load_ply
+    from lods.scenes.ply import load_ply
     from lods.scenes.gaussians import PARAMS
 
     run = tmp_path / "running"
@@ -146,7 +146,7 @@ def test_cli_errors_are_one_line(tmp_path):
 
 
 def test_generate_view_serves_once_the_run_folder_exists(tmp_path, cone_run):
-    from lods.cli_view import live_view
+    from lods.cli.view import live_view
 
     out = tmp_path / "run"
     on_step, stop = live_view(out, open_browser=False)

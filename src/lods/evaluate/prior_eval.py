@@ -1,8 +1,10 @@
-"""How well a world prior draws what it is asked: the judge on its samples, per CFG scale."""
+"""How well a prior draws what it is asked: a grid of its samples, and for a world prior the judge on its samples,
+per CFG scale."""
 
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import torch
 
@@ -68,3 +70,14 @@ def _argmax_name(preds: dict, head: str, i: int, obj: WorldObject, attr: str) ->
     if head not in preds:
         return False
     return names[int(preds[head][i].argmax())] == getattr(obj, attr)
+
+
+def sample_grid(prior, prompts: list[str], path: Path, cfg: float = 5.0, n: int = 8, steps: int = 50, seed: int = 0, batch: int = 64) -> torch.Tensor:
+    """n samples of each prompt, one row per prompt, saved as a PNG grid."""
+    from ..export.images import image_grid, save_image
+    from ..priors.sampling import sample
+
+    flat = [p for p in prompts for _ in range(n)]
+    images = torch.cat([sample(prior, flat[i:i + batch], cfg, steps, seed + i) for i in range(0, len(flat), batch)])
+    save_image(image_grid(images, nrow=n), Path(path))
+    return images

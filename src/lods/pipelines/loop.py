@@ -221,7 +221,7 @@ def finish(cfg: GenerateConfig, scene: Scene3D, prior, history: list, seconds: f
            extra_metrics=None) -> dict:
     """Write the exports and metrics.json of a finished run; `extra_metrics(cfg, scene, prior)` adds entries."""
     from ..export.assets import export_mesh
-    from ..export.ply import save_ply
+    from ..scenes.ply import save_ply
     from ..export.video import render_turntable, save_views_grid
 
     out = Path(cfg.out)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 
@@ -36,12 +34,3 @@ def sample(prior, prompts: list[str], cfg: float = 5.0, steps: int = 50, seed: i
         z = out.prev_sample
     return prior.decode(out.pred_original_sample).clamp(0, 1).float().cpu()  # the last x0, without t=0's noise
 
-
-def sample_grid(prior, prompts: list[str], path: Path, cfg: float = 5.0, n: int = 8, steps: int = 50, seed: int = 0, batch: int = 64) -> torch.Tensor:
-    """n samples of each prompt, one row per prompt, saved as a PNG grid."""
-    from ..export.images import image_grid, save_image
-
-    flat = [p for p in prompts for _ in range(n)]
-    images = torch.cat([sample(prior, flat[i:i + batch], cfg, steps, seed + i) for i in range(0, len(flat), batch)])
-    save_image(image_grid(images, nrow=n), Path(path))
-    return images

@@ -1,5 +1,5 @@
 """3D Gaussian Splatting as a `Scene3D`: its config, parameters, per-attribute learning rates, regularisers and mesh
-queries; adaptive density control is lods.scenes.densify, the ply file lods.export.ply.
+queries; adaptive density control is lods.scenes.densify, the ply file lods.scenes.ply.
 """
 
 from __future__ import annotations
@@ -328,7 +328,7 @@ class GaussianScene(DensityControl, Scene3D):
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor], cfg: GaussiansConfig | None = None) -> "GaussianScene":
         """A scene holding the given parameters (keys PARAMS, f_rest (N, (d+1)^2 - 1, 3)); cfg.sh_degree follows
-        f_rest. Used by the ply loader (lods.export.ply)."""
+        f_rest. Used by the ply loader (lods.scenes.ply)."""
         n_rest = tensors["f_rest"].shape[1]
         degree = int(round(math.sqrt(n_rest + 1))) - 1
         if (degree + 1) ** 2 - 1 != n_rest or not 0 <= degree <= 3:

@@ -1,4 +1,4 @@
-"""Gaussians initialised from a user's ply: a splat (the 3DGS layout, +y up, that lods.export.ply writes; read back
+"""Gaussians initialised from a user's ply: a splat (the 3DGS layout, +y up, that lods.scenes.ply writes; read back
 into the +z-up world) or a plain point cloud (x y z with red green blue, e.g. a Shap-E sample, taken as it is),
 positions multiplied by `scale`."""
 
@@ -28,7 +28,7 @@ def scene_from_ply(path: str | Path, cfg: GaussiansConfig, scale: float = 1.0, s
     if not {"x", "y", "z"} <= names or len(vertex) == 0:
         raise UserError(f"--init-ply {path}: needs vertices with x, y, z")
     if "f_dc_0" in names:
-        from ..export.ply import load_gaussians
+        from .ply import load_gaussians
 
         scene = load_gaussians(path, dataclasses.replace(cfg, seed=cfg.seed if seed is None else seed))
         with torch.no_grad():

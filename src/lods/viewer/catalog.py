@@ -198,7 +198,7 @@ def preview_ply(run: Path, cache: Path) -> Path | None:
         return target
     from safetensors import safe_open
 
-    from ..export.ply import write_ply
+    from ..scenes.ply import write_ply
     from ..scenes.gaussians import PARAMS
 
     try:

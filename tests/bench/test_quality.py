@@ -10,15 +10,12 @@ from pathlib import Path
 import pytest
 
 from lods.errors import UserError
-from lods.evaluate.bench_cfg import cfg_bench_config
-from lods.evaluate.bench_quality import (
-    COLUMNS,
-    BenchConfig,
-    imagereward_message,
-    imagereward_missing,
-    run_bench,
-)
-from lods.evaluate.suites import load_suite, slugify, t3bench_suite, unique_slugs, world_suite
+from lods.bench.cfg import cfg_bench_config
+from lods.bench.config import BenchConfig
+from lods.bench.quality import run_bench
+from lods.bench.results import COLUMNS
+from lods.bench.suites import load_suite, slugify, t3bench_suite, unique_slugs, world_suite
+from lods.bench.t3bench import imagereward_message, imagereward_missing
 from lods.priors.tiny_sd import build_tiny_sd, build_tiny_world_prior
 from lods.world.scene import parse_prompt
 from lods.world.shapes import SHAPES

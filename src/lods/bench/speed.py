@@ -8,11 +8,7 @@ every method once, starting from a rotating position, so drifts of the machine (
 spread over all methods alike. Methods that add a LoRA adapter get their own copy of the UNet, so that an
 adapter idling at scale 0 does not slow the others down.
 
-Memory: on CUDA, torch.cuda.max_memory_allocated during one step minus what was allocated before it. On CPU
-torch allocates through malloc, which tracemalloc does not see, and the RSS keeps freed memory; the peak of
-the bytes held by the tensors a step creates is read from torch.profiler's memory timeline (the same quantity
-as on CUDA, without the caching allocator's rounding). If that private profiler API fails, the process's RSS
-is sampled every 0.5 ms during one step instead. Memory is measured after all timings.
+Memory (memory.py): the peak extra memory of one step, measured after all timings.
 
 On CUDA a second table uses an SD-2.1-shaped prior (the true UNet and VAE configs with random weights, fp16,
 512² images → 64² latents) at batch 1 and 4: the cost of the methods at the paper's scale.
@@ -20,13 +16,10 @@ On CUDA a second table uses an SD-2.1-shaped prior (the true UNet and VAE config
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import gc
 import json
 import statistics
 import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +27,8 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
+from .hardware import hardware_info, hardware_line, prior_line
+from .memory import memory_methods, sync
 
 METHODS = ("sds", "csd", "lods-embedding", "lods-embedding+shared_draw", "lods-lora", "lods-lora+shared_draw", "vsd",
            "ism", "sdi", "nfsd", "asd")
@@ -142,11 +137,6 @@ def inputs(device, size: int, batch: int, timestep: int, seed: int = 0):
     return images, cameras, t
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 # ---------------------------------------------------------------------------------------------- timing
 def time_methods(runners: dict, errors: dict, device, size: int, batch: int, steps: int, warmup: int, timestep: int,
                  progress=None) -> dict[str, list[float]]:
@@ -160,10 +150,10 @@ def time_methods(runners: dict, errors: dict, device, size: int, batch: int, ste
             if m in errors:
                 continue
             try:
-                _sync(device)
+                sync(device)
                 t0 = time.perf_counter()
                 runners[m].step(images, cameras, t, seed=i)
-                _sync(device)
+                sync(device)
                 dt = time.perf_counter() - t0
             except Exception as e:  # noqa: BLE001 - a failing method is reported, the others go on
                 errors[m] = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:160] if str(e).strip() else ''}"
@@ -173,144 +163,6 @@ def time_methods(runners: dict, errors: dict, device, size: int, batch: int, ste
         if progress is not None:
             progress(i + 1, warmup + steps)
     return times
-
-
-# ---------------------------------------------------------------------------------------------- memory
-def _libc():
-    import ctypes
-
-    try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:
-        return None
-
-
-class _RssPeak:
-    """Peak RSS above the RSS at entry, sampled by a thread (torch ops release the GIL)."""
-
-    def __init__(self, interval: float = 0.0005):
-        import psutil
-
-        self.proc = psutil.Process()
-        self.interval = interval
-        self.peak = self.base = 0
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(self.interval)
-
-    def __enter__(self):
-        self.base = self.peak = self.proc.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
-
-    @property
-    def extra_bytes(self) -> int:
-        return max(0, self.peak - self.base)
-
-
-def memory_methods(runners: dict, errors: dict, device, size: int, batch: int, timestep: int) -> tuple[dict, str]:
-    """Peak extra memory (bytes) of one step per method, and how it was measured."""
-    images, cameras, t = inputs(device, size, batch, timestep)
-    peaks: dict[str, float] = {}
-    if device.type == "cuda":
-        how = "torch.cuda.max_memory_allocated during one step, minus the memory allocated before it"
-        for m, r in runners.items():
-            if m in errors:
-                continue
-            gc.collect()
-            torch.cuda.empty_cache()
-            _sync(device)
-            base = torch.cuda.memory_allocated(device)
-            torch.cuda.reset_peak_memory_stats(device)
-            r.step(images, cameras, t, seed=10_000)
-            _sync(device)
-            peaks[m] = torch.cuda.max_memory_allocated(device) - base
-        return peaks, how
-    for m, r in runners.items():  # buffers the first step creates (Adam state) are not per-step cost
-        if m not in errors:
-            r.step(images, cameras, t, seed=10_000)
-    try:
-        for m, r in runners.items():
-            if m not in errors:
-                peaks[m] = profiled_peak_bytes(lambda: r.step(images, cameras, t, seed=10_001))
-        how = ("peak of the bytes held by tensors the step allocates (torch.profiler's memory timeline; the models "
-               "and inputs held before the step are not counted)")
-        return peaks, how
-    except Exception:  # noqa: BLE001 - a private profiler API: fall back to sampling the RSS
-        pass
-    return rss_peaks(runners, errors, images, cameras, t)
-
-
-def profiled_peak_bytes(fn) -> int:
-    """Peak of live tensor bytes created during `fn()` (CPU), from the profiler's memory timeline."""
-    from torch.profiler import ProfilerActivity, profile
-    from torch.profiler._memory_profiler import Action
-
-    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True,
-                                  with_stack=True) as prof:
-        fn()
-    current = peak = 0
-    for _, action, _, size in prof._memory_profile().timeline:
-        if action == Action.CREATE:
-            current += size
-        elif action == Action.DESTROY:
-            current -= size
-        peak = max(peak, current)
-    return peak
-
-
-@contextlib.contextmanager
-def _quiet_stderr():
-    """Silence the profiler's C++ start/stop lines (written to file descriptor 2) for the block."""
-    import os
-    import sys
-
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-def rss_peaks(runners: dict, errors: dict, images, cameras, t) -> tuple[dict, str]:
-    try:
-        import psutil  # noqa: F401
-    except ImportError:
-        return {}, "not measured on CPU: neither the profiler's memory timeline nor psutil is available"
-    libc = _libc()
-    if libc is not None:
-        libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD: fixed, so freed tensors are unmapped at once
-    how = ("peak process RSS during one step minus the RSS before it, sampled every 0.5 ms (psutil), malloc's mmap "
-           "threshold fixed at 64 KiB" + ("" if libc is not None else " (could not be set: no glibc)"))
-    peaks = {}
-    for m, r in runners.items():
-        if m in errors:
-            continue
-        gc.collect()
-        if libc is not None:
-            libc.malloc_trim(0)
-        with _RssPeak() as rss:
-            r.step(images, cameras, t, seed=10_001)
-        peaks[m] = rss.extra_bytes
-    return peaks, how
 
 
 # ---------------------------------------------------------------------------------------------- driver
@@ -352,7 +204,6 @@ def run_speed_bench(cfg: SpeedConfig, echo=print, progress=None) -> dict:
     import datetime as _dt
 
     from ..priors.prior import Prior
-    from .bench_quality import hardware_info, hardware_line, prior_line
 
     cfg.validate()
     if cfg.threads is not None:
@@ -386,7 +237,8 @@ def run_speed_bench(cfg: SpeedConfig, echo=print, progress=None) -> dict:
             times = time_methods(rs, errs, device, size, batch, cfg.steps, cfg.warmup, cfg.timestep, progress)
             timed.append(times)
         for (label, p, rs, errs, size, batch), times in zip(plan, timed):
-            peaks, how = memory_methods(rs, errs, device, size, batch, cfg.timestep) if cfg.memory else ({}, "not measured")
+            peaks, how = (memory_methods(rs, errs, device, *inputs(device, size, batch, cfg.timestep)) if cfg.memory
+                          else ({}, "not measured"))
             result["sections"].append({
                 "prior": label, "image_size": size, "model_size": p.image_size, "batch": batch, "timestep": cfg.timestep,
                 "steps": cfg.steps, "warmup": cfg.warmup, "memory_method": how,

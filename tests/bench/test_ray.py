@@ -13,8 +13,9 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the Ray backend needs the ray extra: pip install -e '.[test,ray]'")
 
-from lods.evaluate.bench_quality import BenchConfig, run_bench  # noqa: E402
-from lods.pipelines.batch import BatchConfig, run_batch  # noqa: E402
+from lods.bench.batch import BatchConfig, run_batch  # noqa: E402
+from lods.bench.config import BenchConfig  # noqa: E402
+from lods.bench.quality import run_bench  # noqa: E402
 from lods.pipelines.generate import ExportConfig, preset_config  # noqa: E402
 from lods.priors.tiny_sd import build_tiny_world_prior  # noqa: E402
 from lods.render.cameras import CameraSamplerConfig  # noqa: E402
@@ -89,7 +90,7 @@ def test_ray_gives_the_rows_of_the_local_backend(world_prior, local_rows, tmp_pa
     assert all(Path(r["run_dir"]).is_relative_to(out) for r in result["rows"])
 
     submitted = []  # a rerun reads every result and sends nothing to the cluster
-    import lods.ray_backend as rb
+    import lods.bench.ray as rb
 
     real = rb.run_on_ray
     monkeypatch.setattr(rb, "run_on_ray", lambda fn, items, **kw: submitted.extend(items) or real(fn, items, **kw))

@@ -1,4 +1,4 @@
-"""`lods generate --prompts FILE`: the batch form of `lods generate` (called by cli.generate)."""
+"""`lods generate --prompts FILE`: the batch form of `lods generate` (called by generate.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 
 import typer
 
-from .errors import UserError
+from ..config import apply_sets
+from ..errors import UserError
+from .common import apply_flags
 
 
 def default_out(prompts: Path, backbone: str, guidance: str) -> Path:
@@ -18,9 +20,8 @@ def default_out(prompts: Path, backbone: str, guidance: str) -> Path:
 def generate_batch(prompts: Path, flags: dict, out: Path | None, workers: int, backend: str, ray_address: str | None,
                    gpus_per_run: float, quiet: bool) -> None:
     """Build the template config from the flags of `lods generate` and run every prompt of the file."""
-    from .cli import apply_flags, apply_sets
-    from .pipelines.batch import BatchConfig, read_prompts, run_batch
-    from .pipelines.generate import preset_config
+    from ..bench.batch import BatchConfig, read_prompts, run_batch
+    from ..pipelines.generate import preset_config
 
     if flags.pop("resume"):
         raise UserError("--prompts resumes by itself (rerun the same command); drop --resume")
@@ -45,7 +46,7 @@ def generate_batch(prompts: Path, flags: dict, out: Path | None, workers: int, b
     bc = BatchConfig(template=config, prompts=texts, out=str(out), workers=workers, backend=backend,
                      ray_address=ray_address, gpus_per_run=gpus_per_run, threads=int(threads) if threads else None,
                      command=command_line(prompts, flags, out, workers, backend, ray_address, gpus_per_run))
-    on_row = None if quiet else (lambda row, done, total: typer.echo(_line(row, done, total), err=True))
+    on_row = None if quiet else (lambda row, done, total: typer.echo(progress_line(row, done, total), err=True))
     try:
         result = run_batch(bc, on_row=on_row)
     except KeyboardInterrupt:
@@ -80,7 +81,7 @@ def command_line(prompts: Path, flags: dict, out: Path, workers: int, backend: s
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def _line(row: dict, done: int, total: int) -> str:
+def progress_line(row: dict, done: int, total: int) -> str:
     text = f"[{done}/{total}] “{row['prompt']}”: {row['status']}"
     if row.get("seconds") not in ("", None):
         text += f", {float(row['seconds']):.0f} s"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lods.errors import UserError
-from lods.pipelines.batch import BatchConfig, plan_batch, read_prompts, run_batch, run_prompt
+from lods.bench.batch import BatchConfig, plan_batch, read_prompts, run_batch, run_prompt
 from lods.pipelines.generate import ExportConfig, preset_config, run_generate
 from lods.priors import lora
 from lods.priors.prior import Prior
@@ -136,7 +136,8 @@ def test_bad_batch_settings(prior_folder, tmp_path):
 def test_ray_backend_without_ray_is_one_clear_error(prior_folder, tmp_path, monkeypatch):
     import sys
 
-    from lods.evaluate.bench_quality import BenchConfig, run_bench
+    from lods.bench.config import BenchConfig
+    from lods.bench.quality import run_bench
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(UserError, match=r"lods\[ray\]"):

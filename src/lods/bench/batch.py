@@ -3,7 +3,7 @@
 Each prompt gets its own run folder `OUT/<prompt-slug>` with the outputs of a single run. A prompt whose
 metrics.json exists is skipped, one with a checkpoint resumes, a failed one is recorded and the others go on.
 `OUT/results.csv` and `OUT/summary.md` list every prompt (status, time, metrics). Backends: in this process
-(workers 1), a pool of worker processes (each loads the prior once), or Ray tasks (`ray_backend.py`).
+(workers 1), a pool of worker processes (each loads the prior once), or Ray tasks (`ray.py`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import UserError
-from .generate import GenerateConfig
+from ..pipelines.generate import GenerateConfig
 
 COLUMNS = ["index", "prompt", "status", "seconds", "wall_seconds", "steps", "resumed_from_step", "psnr", "ssim",
            "iou", "r_at_1", "recognized_views", "n_views", "loss_distill", "loss_learned", "run_dir"]
@@ -39,7 +39,7 @@ class BatchConfig:
     command: str = ""  # recorded in summary.md
 
     def validate(self) -> None:
-        from ..ray_backend import check_backend
+        from .ray import check_backend
 
         if not self.prompts:
             raise UserError("no prompts to run")
@@ -71,7 +71,7 @@ def read_prompts(path) -> list[str]:
 
 
 def plan_batch(bc: BatchConfig) -> list[dict]:
-    from ..evaluate.suites import unique_slugs
+    from .suites import unique_slugs
 
     slugs = unique_slugs(bc.prompts)
     jobs = []
@@ -87,8 +87,8 @@ def plan_batch(bc: BatchConfig) -> list[dict]:
 def run_prompt(job: dict, prior=None) -> dict:
     """Run (or skip, or resume) one prompt with `prior` (None: the process's shared prior); returns its row.
     Never raises for a failed run."""
+    from ..pipelines.generate import run_generate
     from ..priors.cache import isolated_adapters, shared_prior
-    from .generate import run_generate
 
     cfg = job["config"]
     out = Path(cfg.out)
@@ -140,7 +140,7 @@ def lost_row(job: dict, error: BaseException) -> dict:
 def run_batch(bc: BatchConfig, on_row: Callable[[dict, int, int], None] | None = None) -> dict:
     """Run every prompt; returns {"rows", "csv_path", "summary_path"}. Bad settings raise UserError before any
     run starts; a prompt that fails is a row with status "failed: ..."."""
-    from ..evaluate.bench_quality import check_existing
+    from .jobs import check_existing
 
     bc.validate()
     jobs = plan_batch(bc)
@@ -194,13 +194,13 @@ def _run_here(bc: BatchConfig, jobs: list[dict], landed) -> list[dict]:
 
 
 def _run_pool(bc: BatchConfig, jobs: list[dict], landed) -> list[dict]:
-    from ..utils.pool import run_in_processes
+    from .runner import run_in_processes
 
     return run_in_processes(run_prompt, jobs, bc.workers, bc.threads or 1, lost_row, landed)
 
 
 def _run_ray(bc: BatchConfig, jobs: list[dict], landed) -> list[dict]:
-    from ..ray_backend import run_on_ray
+    from .ray import run_on_ray
 
     rows: list = [None] * len(jobs)
     todo = []

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from lods.errors import UserError
-from lods.evaluate.bench_speed import METHODS, SpeedConfig, run_speed_bench
+from lods.bench.speed import METHODS, SpeedConfig, run_speed_bench
 from lods.priors.tiny_sd import build_tiny_sd, build_tiny_world_prior
 
 

@@ -1,4 +1,4 @@
-"""`lods view` (registered on the main app by cli.py) and the live view of `lods generate --view`."""
+"""`lods view` and the live view of `lods generate --view`."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def open_page(url: str) -> None:
 def live_view(out: Path, open_browser: bool = True):
     """A progress callback for run_generate that serves `out` once its config.yaml exists (after the first step)
     and opens the page; the page refreshes as checkpoints land. Returns (callback, stop)."""
-    from .viewer.server import make_server, serve_in_background
+    from ..viewer.server import make_server, serve_in_background
 
     holder = {}
 
@@ -57,24 +57,22 @@ def keep_serving(stop) -> None:
         stop()
 
 
-def register(app) -> None:
-    @app.command("view")
-    def view(
-        folder: Path = typer.Argument(..., help="A run folder (lods generate / image-to-3d --out) or a benchmark folder."),
-        port: Optional[int] = typer.Option(None, help="Port on 127.0.0.1 (default 8765, or a free one when taken)."),
-        no_browser: bool = typer.Option(False, "--no-browser", help="Only print the URL."),
-    ):
-        """A local web page: the splat and the mesh side by side with orbit controls, the turntable, the views, the
-        metrics and the loss curve; for a benchmark folder, a gallery of its runs. Ctrl-C stops it."""
-        from .viewer.server import make_server
+def view(
+    folder: Path = typer.Argument(..., help="A run folder (lods generate / image-to-3d --out) or a benchmark folder."),
+    port: Optional[int] = typer.Option(None, help="Port on 127.0.0.1 (default 8765, or a free one when taken)."),
+    no_browser: bool = typer.Option(False, "--no-browser", help="Only print the URL."),
+):
+    """A local web page: the splat and the mesh side by side with orbit controls, the turntable, the views, the
+    metrics and the loss curve; for a benchmark folder, a gallery of its runs. Ctrl-C stops it."""
+    from ..viewer.server import make_server
 
-        server = make_server(folder, port)
-        typer.echo(f"serving {server.kind} {folder} at {server.url} (Ctrl-C stops)")
-        if not no_browser:
-            open_page(server.url)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            server.server_close()
+    server = make_server(folder, port)
+    typer.echo(f"serving {server.kind} {folder} at {server.url} (Ctrl-C stops)")
+    if not no_browser:
+        open_page(server.url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -56,7 +56,7 @@ def _features(prompt: str) -> list[str]:
 
 def world_prompts(category: str, k: int, seed: int = 0) -> list[str]:
     """`k` captions of one world category, balanced over shapes, colours, contexts and relations."""
-    from .world_eval import all_prompts
+    from ..evaluate.world_eval import all_prompts
 
     candidates = all_prompts(category)
     if k > len(candidates):

@@ -7,7 +7,8 @@ results.csv with a cfg column, summary.md, plots, including metric-against-s cur
 
 from __future__ import annotations
 
-from .bench_quality import INF_CFG, BenchConfig
+from .config import BenchConfig
+from .stats import INF_CFG
 
 CFG_SCALES = (30.0, 100.0, 1000.0, INF_CFG)
 CFG_METHODS = ("sds", "lods-embedding")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from ..scenes.gaussians import PARAMS, GaussiansConfig, GaussianScene, sh_basis
+from .gaussians import PARAMS, GaussiansConfig, GaussianScene, sh_basis
 from ..utils.io import atomic_save
 
 # world (+z up) -> file (+y up): (x, y, z) -> (x, z, -y), a -90° turn about x

@@ -1,4 +1,4 @@
-"""Ray as the distributed engine of the suites: one Ray task per run, retried when its worker is lost.
+"""Ray as the distributed engine of the benchmarks and batches: one Ray task per run, retried when its worker is lost.
 
 `run_on_ray(fn, items, ...)` calls `fn(item)` for every item as a Ray task with the resources a run needs (CPUs,
 and a GPU fraction on CUDA) and returns the results in the order of `items`. `fn` must be a module-level function
@@ -6,14 +6,21 @@ and a GPU fraction on CUDA) and returns the results in the order of `items`. `fn
 memory, node lost) is rerun by Ray up to `max_retries` times, so `fn` must be idempotent: the run functions of
 lods skip a run whose metrics.json exists and resume one that has a checkpoint. A task still lost after its
 retries becomes `on_lost(item, error)`. Ray is an optional extra: `pip install "lods[ray]"`.
+
+`run_jobs_ray` runs the quality benchmark's jobs so (`lods bench quality|cfg --backend ray`): a worker process
+keeps the prior it loaded (`priors.cache`) for the next runs it is given; LoRA adapters a run adds are removed
+after it. Runs whose metrics.json exists are read here and not sent to the cluster. The benchmark's
+`run_job(job, prior)` and `failed_row(job, status)` are passed in.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+from pathlib import Path
 from typing import Any, Callable
 
-from .errors import UserError
+from ..errors import UserError
 
 BACKENDS = ("local", "ray")
 INSTALL_HINT = 'pip install "lods[ray]"'
@@ -114,3 +121,50 @@ def run_on_ray(fn: Callable[[Any], Any], items: list, *, address: str | None = N
         if started:
             ray.shutdown()
     return results
+
+
+# ---------------------------------------------------------------------------------------------- benchmark jobs
+def run_job_shared(run_job: Callable, failed_row: Callable, job: dict) -> dict:
+    """`run_job(job, prior)` with the worker process's shared prior (loaded on its first run)."""
+    from ..priors.cache import isolated_adapters, shared_prior
+
+    cfg = job["config"]
+    if (Path(cfg.out) / "metrics.json").exists():
+        return run_job(job)
+    try:
+        prior = shared_prior(cfg.prior, cfg.device)
+    except Exception as e:  # noqa: BLE001 - recorded like any failed run
+        text = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        return failed_row(job, f"failed: {type(e).__name__}: {text}")
+    with isolated_adapters(prior):
+        return run_job(job, prior)
+
+
+def _lost(failed_row: Callable, job: dict, error: BaseException) -> dict:
+    return failed_row(job, f"failed: worker lost ({type(error).__name__})")
+
+
+def run_jobs_ray(jobs: list[dict], run_job: Callable, failed_row: Callable, *, ray_address: str | None = None,
+                 threads: int = 1, gpus_per_run: float = 1.0,
+                 on_row: Callable[[dict, int, int], None] | None = None) -> list[dict]:
+    """Rows of `jobs` in their order; `run_job` and `failed_row` must be module-level functions."""
+    rows: list = [None] * len(jobs)
+    done = [0]
+
+    def landed(job, row):
+        rows[job["index"]] = row
+        done[0] += 1
+        if on_row is not None:
+            on_row(row, done[0], len(jobs))
+
+    todo = []
+    for job in jobs:
+        if (Path(job["config"].out) / "metrics.json").exists():
+            landed(job, run_job(job))
+        else:
+            todo.append(job)
+    cuda = any(str(j["config"].device).startswith("cuda") for j in todo)
+    run_on_ray(functools.partial(run_job_shared, run_job, failed_row), todo, address=ray_address, num_cpus=threads,
+               num_gpus=gpus_per_run if cuda else 0, threads=threads, on_result=landed,
+               on_lost=functools.partial(_lost, failed_row))
+    return rows

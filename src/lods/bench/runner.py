@@ -1,0 +1,87 @@
+"""Running the benchmarks' and batches' jobs on this machine: in this process, or in worker processes (spawned,
+one torch thread count each). Ray, the other backend, is in ray.py."""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+from .config import BenchConfig
+from .jobs import run_job
+from .results import failed_row, row_from_metrics
+
+
+def worker_init(threads: int = 1) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def run_in_processes(fn: Callable[[dict], dict], jobs: list[dict], workers: int, threads: int,
+                     crashed: Callable[[dict, BaseException], dict], landed: Callable[[dict, dict], None]) -> list[dict]:
+    """`fn(job)` for every job (each with an "index") in `workers` processes; rows in job order. A worker that dies
+    gives `crashed(job, error)`; `landed(job, row)` is called as each row arrives."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    rows: list = [None] * len(jobs)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=worker_init,
+                               initargs=(threads,))
+    try:
+        futures = {pool.submit(fn, job): job for job in jobs}
+        for fut in as_completed(futures):
+            job = futures[fut]
+            try:
+                row = fut.result()
+            except Exception as e:  # noqa: BLE001 - a crashed worker (killed, out of memory)
+                row = crashed(job, e)
+            rows[job["index"]] = row
+            landed(job, row)
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return rows
+
+
+def run_jobs(jobs: list[dict], workers: int, on_row: Callable[[dict, int, int], None] | None = None,
+             threads: int = 1) -> list[dict]:
+    """Rows of `jobs` in their order: in this process (workers 1, `threads` torch threads) or in worker processes."""
+    rows: list[dict | None] = [None] * len(jobs)
+    done = 0
+    if workers <= 1:
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            for job in jobs:
+                rows[job["index"]] = row = run_job(job)
+                done += 1
+                if on_row:
+                    on_row(row, done, len(jobs))
+        finally:
+            torch.set_num_threads(before)
+        return rows  # type: ignore[return-value]
+
+    def crashed(job, e):
+        return row_from_metrics(job, None, f"failed: worker crashed ({type(e).__name__})", 0.0)
+
+    def landed(job, row):
+        nonlocal done
+        done += 1
+        if on_row:
+            on_row(row, done, len(jobs))
+
+    return run_in_processes(run_job, jobs, workers, threads, crashed, landed)
+
+
+def run_bench_jobs(bc: BenchConfig, jobs: list[dict], on_row: Callable[[dict, int, int], None] | None = None) -> list[dict]:
+    """The jobs of a BenchConfig `bc` on its backend: local (`run_jobs`) or ray (a Ray task per run)."""
+    if bc.backend == "ray":
+        from .ray import run_jobs_ray
+
+        return run_jobs_ray(jobs, run_job, failed_row, ray_address=bc.ray_address, threads=bc.threads,
+                            gpus_per_run=bc.gpus_per_run, on_row=on_row)
+    return run_jobs(jobs, bc.workers, on_row, bc.threads)

@@ -1,0 +1,5 @@
+"""`python -m lods.cli`: the `lods` command."""
+
+from . import main
+
+main()

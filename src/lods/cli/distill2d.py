@@ -1,0 +1,32 @@
+"""`lods distill2d`: the 2D playground, one image optimised with a guidance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import DEVICE_HELP, PRIOR_HELP, QUIET_HELP, check_device
+
+
+def distill2d(
+    prompt: str = typer.Argument(..., help="Text prompt."),
+    guidance: str = typer.Option("lods-embedding", help="sds, csd, lods-embedding, lods-lora, vsd, ism, sdi, nfsd or asd."),
+    prior: Optional[str] = typer.Option(None, help=PRIOR_HELP),
+    steps: int = typer.Option(500, help="Optimisation steps."),
+    cfg: Optional[float] = typer.Option(None, "--cfg", help="CFG scale (default: the method's default for the prior)."),
+    seed: int = typer.Option(0, help="Random seed."),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
+    out: Path = typer.Option(Path("outputs/distill2d"), help="Output folder."),
+    quiet: bool = typer.Option(False, help=QUIET_HELP),
+):
+    """Optimise one image with a guidance (the 2D playground): writes image.png, metrics.json, config.yaml, loss.png."""
+    from ..pipelines.distill2d import Distill2DConfig, run_distill2d
+    from ..utils.progress import progress_bar
+
+    config = Distill2DConfig(prompt=prompt, guidance=guidance, prior=prior, steps=steps, guidance_scale=cfg, seed=seed,
+                             device=check_device(device), out=str(out))
+    with progress_bar(f"distill2d {guidance}", steps, enabled=not quiet) as bar:
+        metrics = run_distill2d(config, progress=bar)
+    typer.echo(f"wrote {out}/image.png (final loss {metrics.get('final_loss', float('nan')):.4g})")
