@@ -16,7 +16,8 @@ import time
 import torch
 
 from lods.guidance import GUIDANCES
-from lods.pipelines.generate import preset_config, run_generate
+from lods.pipelines.presets import preset_config
+from lods.pipelines.text_to_3d import run_generate
 
 
 class _Done(Exception):

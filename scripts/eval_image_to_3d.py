@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_world_images import make_world_images  # noqa: E402
 
 from lods.errors import UserError  # noqa: E402
-from lods.pipelines.generate import ExportConfig  # noqa: E402
+from lods.pipelines.run_config import ExportConfig  # noqa: E402
 from lods.pipelines.image_to_3d import (  # noqa: E402
     REFERENCE_NAME,
     image_preset_config,

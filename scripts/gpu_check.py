@@ -122,7 +122,8 @@ def densify_statistics(size: int) -> dict:
 def paper_preset_run(folder: str, device: str, steps: int, size: int | None, out: Path, backend: str = "auto") -> dict:
     import shutil
 
-    from lods.pipelines.generate import preset_config, run_generate
+    from lods.pipelines.presets import preset_config
+    from lods.pipelines.text_to_3d import run_generate
 
     cfg = preset_config("paper", "gs", "lods-embedding")
     full_steps = cfg.steps

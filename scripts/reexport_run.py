@@ -9,7 +9,8 @@ import torch
 
 from lods.export.assets import export_mesh
 from lods.scenes.ply import save_ply
-from lods.pipelines.generate import build_scene, load_run_config
+from lods.pipelines.loop import build_scene
+from lods.pipelines.run_config import load_run_config
 from lods.utils.io import load_checkpoint
 
 

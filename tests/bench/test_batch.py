@@ -9,7 +9,9 @@ import torch
 
 from lods.errors import UserError
 from lods.bench.batch import BatchConfig, plan_batch, read_prompts, run_batch, run_prompt
-from lods.pipelines.generate import ExportConfig, preset_config, run_generate
+from lods.pipelines.presets import preset_config
+from lods.pipelines.run_config import ExportConfig
+from lods.pipelines.text_to_3d import run_generate
 from lods.priors import lora
 from lods.priors.prior import Prior
 from lods.priors.tiny_sd import build_tiny_world_prior

@@ -16,7 +16,8 @@ ray = pytest.importorskip("ray", reason="the Ray backend needs the ray extra: pi
 from lods.bench.batch import BatchConfig, run_batch  # noqa: E402
 from lods.bench.config import BenchConfig  # noqa: E402
 from lods.bench.quality import run_bench  # noqa: E402
-from lods.pipelines.generate import ExportConfig, preset_config  # noqa: E402
+from lods.pipelines.presets import preset_config  # noqa: E402
+from lods.pipelines.run_config import ExportConfig
 from lods.priors.tiny_sd import build_tiny_world_prior  # noqa: E402
 from lods.render.cameras import CameraSamplerConfig  # noqa: E402
 

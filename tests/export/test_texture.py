@@ -72,7 +72,7 @@ def test_export_mesh_follows_the_run_config(tmp_path):
 
     from lods.errors import UserError
     from lods.export.assets import export_mesh
-    from lods.pipelines.generate import ExportConfig, GenerateConfig
+    from lods.pipelines.run_config import ExportConfig, GenerateConfig
 
     cfg = ExportConfig(mesh_resolution=24, mesh="textured", texture_size=32, mesh_max_faces=300)
     entries = export_mesh(TwoColourBall(), tmp_path, cfg)

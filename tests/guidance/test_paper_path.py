@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from lods.errors import UserError
 from lods.guidance import GuidanceConfig, build_guidance, split_method
 from lods.guidance.lods import lods_grad
-from lods.pipelines.generate import preset_config
+from lods.pipelines.presets import preset_config
 from lods.priors import lora
 from lods.priors.tiny_sd import build_tiny_sd
 from lods.render.cameras import CameraSamplerConfig, sample_cameras

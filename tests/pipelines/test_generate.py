@@ -8,7 +8,9 @@ import torch
 import trimesh
 
 from lods.errors import UserError
-from lods.pipelines.generate import ExportConfig, GenerateConfig, preset_config, run_generate
+from lods.pipelines.presets import preset_config
+from lods.pipelines.run_config import ExportConfig, GenerateConfig
+from lods.pipelines.text_to_3d import run_generate
 from lods.priors.tiny_sd import build_tiny_world_prior
 from lods.render.cameras import CameraSamplerConfig
 from lods.utils.io import load_checkpoint

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from lods.errors import UserError
-from lods.pipelines.generate import ExportConfig, load_run_config
+from lods.pipelines.run_config import ExportConfig, load_run_config
 from lods.pipelines.image_to_3d import ImageTo3DConfig, image_metrics, image_preset_config, reference_cameras, run_image_to_3d
 from lods.pipelines.reference_image import FILL_TARGET, frame_object, prepare_reference, reference_targets, remove_background
 from lods.priors.tiny_sd import build_tiny_world_prior

@@ -5,7 +5,8 @@ import torch
 
 from lods.errors import ConfigError, UserError
 from lods.pipelines import loop
-from lods.pipelines.generate import ExportConfig, preset_config
+from lods.pipelines.presets import preset_config
+from lods.pipelines.run_config import ExportConfig
 from lods.pipelines.image_to_3d import image_preset_config
 from lods.pipelines.loop import LoopHooks, run_loop, weighted_total
 from lods.pipelines.run_config import GenerateConfig

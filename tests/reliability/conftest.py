@@ -23,9 +23,8 @@ def prior(tmp_path_factory):
 def _tiny(monkeypatch) -> None:
     import tiny_cli
 
-    from lods.pipelines import generate, presets
+    from lods.pipelines import presets
 
-    monkeypatch.setattr(generate, "preset_config", tiny_cli.tiny_preset)
     monkeypatch.setattr(presets, "preset_config", tiny_cli.tiny_preset)
 
 

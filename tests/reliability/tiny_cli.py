@@ -4,11 +4,11 @@ reliability tests can drive the real command line in a subprocess within seconds
 import sys
 
 from lods.export import video
-from lods.pipelines import generate, presets
-from lods.pipelines.generate import ExportConfig
+from lods.pipelines import presets
+from lods.pipelines.run_config import ExportConfig
 from lods.render.cameras import CameraSamplerConfig
 
-_preset = generate.preset_config
+_preset = presets.preset_config
 
 
 def tiny_preset(preset, backbone, guidance):
@@ -22,8 +22,7 @@ def tiny_preset(preset, backbone, guidance):
 
 
 def install() -> None:
-    generate.preset_config = tiny_preset
-    presets.preset_config = tiny_preset  # image_preset_config's base
+    presets.preset_config = tiny_preset  # also image_preset_config's base
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ import dataclasses
 from pathlib import Path
 
 from lods.config import dump_yaml
-from lods.pipelines.generate import ExportConfig, GenerateConfig, finish
+from lods.pipelines.loop import finish
+from lods.pipelines.run_config import ExportConfig, GenerateConfig
 from lods.utils.io import atomic_write_text
 
 

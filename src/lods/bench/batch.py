@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import UserError
-from ..pipelines.generate import GenerateConfig
+from ..pipelines.run_config import GenerateConfig
 
 COLUMNS = ["index", "prompt", "status", "seconds", "wall_seconds", "steps", "resumed_from_step", "psnr", "ssim",
            "iou", "r_at_1", "recognized_views", "n_views", "loss_distill", "loss_learned", "run_dir"]
@@ -87,7 +87,7 @@ def plan_batch(bc: BatchConfig) -> list[dict]:
 def run_prompt(job: dict, prior=None) -> dict:
     """Run (or skip, or resume) one prompt with `prior` (None: the process's shared prior); returns its row.
     Never raises for a failed run."""
-    from ..pipelines.generate import run_generate
+    from ..pipelines.text_to_3d import run_generate
     from ..priors.cache import isolated_adapters, shared_prior
 
     cfg = job["config"]

@@ -49,7 +49,7 @@ class BenchConfig:
 
     def validate(self) -> None:
         from ..guidance import split_method
-        from ..pipelines.generate import BACKBONES, PRESETS
+        from ..pipelines.run_config import BACKBONES, PRESETS
 
         if self.suite not in SUITES:
             raise UserError(f"unknown suite {self.suite!r}; choose one of: {', '.join(SUITES)}")

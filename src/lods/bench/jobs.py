@@ -25,7 +25,7 @@ def run_group(method: str, backbone: str, seed: int, scale: float | None) -> str
 
 def make_generate_config(bc: BenchConfig, method: str, backbone: str, seed: int, prompt: str, scale, out: Path):
     from ..guidance import split_method
-    from ..pipelines.generate import preset_config
+    from ..pipelines.presets import preset_config
 
     name, switches = split_method(method)
     cfg = preset_config(bc.resolved_preset(), backbone, name)
@@ -96,7 +96,7 @@ def check_existing(job: dict) -> None:
 def run_job(job: dict, prior=None) -> dict:
     """Run (or skip, or resume) one benchmark run; returns its results row. Never raises for a failed run.
     `prior`: an already-loaded prior for the run (None: run_generate loads it)."""
-    from ..pipelines.generate import run_generate
+    from ..pipelines.text_to_3d import run_generate
 
     cfg = job["config"]
     out = Path(cfg.out)

@@ -21,7 +21,7 @@ def generate_batch(prompts: Path, flags: dict, out: Path | None, workers: int, b
                    gpus_per_run: float, quiet: bool) -> None:
     """Build the template config from the flags of `lods generate` and run every prompt of the file."""
     from ..bench.batch import BatchConfig, read_prompts, run_batch
-    from ..pipelines.generate import preset_config
+    from ..pipelines.presets import preset_config
 
     if flags.pop("resume"):
         raise UserError("--prompts resumes by itself (rerun the same command); drop --resume")

@@ -46,7 +46,9 @@ def generate(
     gpus_per_run: float = typer.Option(1.0, help="--backend ray on CUDA: the GPU fraction each prompt asks for."),
 ):
     """Text-to-3D: optimise 3D Gaussians or a NeRF; writes model.ply, mesh.glb, turntable, views.png, metrics.json."""
-    from ..pipelines.generate import load_run_config, preset_config, run_generate
+    from ..pipelines.presets import preset_config
+    from ..pipelines.run_config import load_run_config
+    from ..pipelines.text_to_3d import run_generate
     from ..utils.progress import progress_bar
 
     if (prompt is None) == (prompts is None):

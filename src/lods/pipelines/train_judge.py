@@ -59,6 +59,7 @@ class TrainJudgeConfig:
     workers: int = 1
     threads: int = 1
     vary: bool = True  # train and hold out on renders with the world's shade and light variance
+    init_from: str = ""  # a judge folder to fine-tune from (same architecture); "" = from scratch
 
     def validate(self) -> None:
         if min(self.train_scenes, self.heldout_scenes, self.views_per_scene, self.epochs, self.batch_size) <= 0:
@@ -216,7 +217,12 @@ def train_judge(cfg: TrainJudgeConfig, progress=None) -> dict:
     render_s = time.time() - start
 
     torch.manual_seed(cfg.seed)
-    net = JudgeNet(JudgeArch(cfg.widths, cfg.hidden))
+    if cfg.init_from:
+        net = Judge.load(cfg.init_from).net
+        if tuple(net.arch.widths) != tuple(cfg.widths) or net.arch.hidden != cfg.hidden:
+            raise ValueError(f"init_from {cfg.init_from}: its architecture differs from widths={cfg.widths}, hidden={cfg.hidden}")
+    else:
+        net = JudgeNet(JudgeArch(cfg.widths, cfg.hidden))
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     g = torch.Generator().manual_seed(cfg.seed)
     weights = torch.where(targets["category"] == HEAD_CLASSES["category"].index("multi"), cfg.multi_weight, 1.0)
