@@ -176,3 +176,7 @@ def register(bench_app) -> None:
                           methods=parse_list(methods, "--methods"), timestep=timestep, threads=threads, sd21=sd21,
                           memory=memory, out=str(out) if out else None, command=command)
         run_speed_bench(cfg, echo=typer.echo)
+
+    from .cli_gap import register as register_gap  # lods bench gap
+
+    register_gap(bench_app)

@@ -18,6 +18,7 @@ from ..render.cameras import Cameras, evaluation_cameras
 from ..world.judge import Judge, parse_world_prompt
 from ..world.scene import CATEGORIES, RELATIONS, Scene, WorldObject
 from ..world.shapes import COLORS, CONTEXTS, SHAPES
+from .metrics import saturation
 
 MULTI_SUITE_SIZE = 200
 
@@ -84,10 +85,10 @@ def evaluate_against_truth(
     The truth of a prompt is the set of its completions (evaluate/set_metrics.py): one for a specified prompt,
     8 for "a cube". Image and judge scores compare with the nearest completion (best mean PSNR over the views).
     Returns per-view lists (under "per_view") and their means (top level) of psnr, ssim, iou, saturation_error,
-    feature_similarity, judge_log_likelihood and the judge's colour / shape confidence (judge_confidence, their
-    product), plus recognized_views (int), r_at_1, the suite size, the judge's scores of the nearest completion
-    itself (truth_recognized_views, truth_r_at_1), the ceiling of the result's, n_completions,
-    nearest_completion, and realism (the prior's denoising loss on the views; None without a `prior` or when it
+    saturation (the result's own), feature_similarity, judge_log_likelihood and the judge's colour / shape
+    confidence (judge_confidence, their product), plus recognized_views (int), r_at_1, the suite size, the
+    judge's scores of the nearest completion itself (truth_recognized_views, truth_r_at_1), the ceiling of the
+    result's, n_completions, nearest_completion, and realism (the prior's denoising loss on the views; None without a `prior` or when it
     cannot read the prompt). Raises UserError if `prompt` is not a caption of the world.
     """
     from .set_metrics import best_of_set, judge_confidence, prompt_spec, realism, truth_set
@@ -108,6 +109,7 @@ def evaluate_against_truth(
 
     per_view = {
         **best["per_view"],
+        "saturation": saturation(rgb, alpha),
         "feature_similarity": F.cosine_similarity(judge.features(rgb), judge.features(rgb_t), dim=1).cpu(),
         "judge_log_likelihood": judge.prompt_log_likelihood(rgb, [caption])[:, 0].cpu(),
         **confidence["per_view"],
