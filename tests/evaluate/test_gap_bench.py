@@ -122,8 +122,11 @@ def test_tiny_2d_benchmark_files_columns_and_resume(world_prior, tmp_path):
     (out / "runs" / "2d" / "sds-s30-seed0" / "a-cube" / "gap.json").unlink()
     third = run_gap(gc)
     assert sorted(r["status"] for r in third["rows"]) == ["done before"] * 7 + ["scored"]
-    # other settings in the same folder are refused
+    # other settings in the same folder are refused, scored (gap.json) or not (distill2d's config.yaml)
     with pytest.raises(UserError, match="other settings"):
+        run_gap(GapConfig(**{**gc.__dict__, "steps": 4}))
+    (out / "runs" / "2d" / "sds-s30-seed0" / "a-cube" / "gap.json").unlink()
+    with pytest.raises(UserError, match=r"a-cube holds a run made with other settings \(steps"):
         run_gap(GapConfig(**{**gc.__dict__, "steps": 4}))
 
 

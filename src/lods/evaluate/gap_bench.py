@@ -255,13 +255,20 @@ def check_existing(job: dict) -> None:
         from .bench_quality import check_existing as check_generate
 
         return check_generate(job)
+    new = _settings_2d(cfg)
     if gap.exists():
         old = json.loads(gap.read_text()).get("settings", {})
-        new = _settings_2d(cfg)
-        diffs = [k for k in new if old.get(k) != new[k]]
-        if diffs:
-            raise UserError(f"{gap.parent} holds a run made with other settings ({diffs[0]}: {old.get(diffs[0])!r} "
-                            f"there, {new[diffs[0]]!r} now); choose another --out, or delete that folder")
+    elif (gap.parent / "config.yaml").exists():  # a run not yet scored: compare with distill2d's own config
+        import yaml
+
+        old = yaml.safe_load((gap.parent / "config.yaml").read_text()) or {}
+        new = {k: new[k] for k in ("prompt", "guidance", "steps", "seed")}
+    else:
+        return
+    diffs = [k for k in new if old.get(k) != new[k]]
+    if diffs:
+        raise UserError(f"{gap.parent} holds a run made with other settings ({diffs[0]}: {old.get(diffs[0])!r} "
+                        f"there, {new[diffs[0]]!r} now); choose another --out, or delete that folder")
 
 
 def _settings_2d(cfg) -> dict:
