@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from . import bench, distill2d, evaluate, generate, image, judge, prior, view
+from . import bench, distill2d, evaluate, gap, generate, image, judge, prior, view
 from .common import run_app
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app = typer.Typer(
 )
 app.add_typer(prior.app, name="prior")
 app.add_typer(judge.app, name="judge")
+bench.app.command("gap")(gap.gap)
 app.add_typer(bench.app, name="bench")
 app.command()(distill2d.distill2d)
 app.command()(generate.generate)

@@ -1,7 +1,8 @@
 """Score a generated asset against the world's ground truth of its prompt, at the fixed evaluation cameras.
 
-Image metrics (PSNR, SSIM, silhouette IoU, saturation error) compare with the true render; the judge gives the
-CLIP-like scores: in how many views it recognises the prompt, R@1 among a suite of prompts of the same category,
+The truth of a prompt is the set of its completions (one for a fully specified prompt; evaluate/set_metrics.py).
+Image metrics (PSNR, SSIM, silhouette IoU, saturation error) compare with the nearest completion's true render;
+the judge gives the CLIP-like scores: in how many views it recognises the prompt, R@1 among a suite of prompts of the same category,
 and the cosine similarity of its features between result and truth.
 """
 
@@ -15,10 +16,9 @@ import torch.nn.functional as F
 
 from ..render.cameras import Cameras, evaluation_cameras
 from ..world.judge import Judge, parse_world_prompt
-from ..world.render import render_scene
 from ..world.scene import CATEGORIES, RELATIONS, Scene, WorldObject
 from ..world.shapes import COLORS, CONTEXTS, SHAPES
-from .metrics import psnr, saturation_error, silhouette_iou, ssim
+from .metrics import saturation
 
 MULTI_SUITE_SIZE = 200
 
@@ -78,38 +78,50 @@ def evaluate_against_truth(
     n_views: int = 8,
     size: int = 32,
     judge: Judge | None = None,
+    prior=None,
 ) -> dict:
     """Render the result at `evaluation_cameras(n_views)` (rgb over white, alpha) and score it against the truth.
 
+    The truth of a prompt is the set of its completions (evaluate/set_metrics.py): one for a specified prompt,
+    8 for "a cube". Image and judge scores compare with the nearest completion (best mean PSNR over the views).
     Returns per-view lists (under "per_view") and their means (top level) of psnr, ssim, iou, saturation_error,
-    feature_similarity and judge_log_likelihood, plus recognized_views (int), r_at_1, the suite size, and the judge's
-    scores of the truth itself (truth_recognized_views, truth_r_at_1), the ceiling of the result's.
-    Raises UserError if `prompt` is not a caption of the world.
+    saturation (the result's own), feature_similarity, judge_log_likelihood and the judge's colour / shape
+    confidence (judge_confidence, their product), plus recognized_views (int), r_at_1, the suite size, the
+    judge's scores of the nearest completion itself (truth_recognized_views, truth_r_at_1), the ceiling of the
+    result's, n_completions, nearest_completion, and realism (the prior's denoising loss on the views; None without a `prior` or when it
+    cannot read the prompt). Raises UserError if `prompt` is not a caption of the world.
     """
-    scene = parse_world_prompt(prompt)  # canonical; UserError if not a world caption
-    caption = scene.caption()
-    judge = judge if judge is not None else Judge.load()
-    suite = suite_prompts if suite_prompts is not None else default_suite(
-        scene.category, caption if scene.category == "multi" else None)
+    from .set_metrics import best_of_set, judge_confidence, prompt_spec, realism, truth_set
 
+    spec = prompt_spec(prompt)  # canonical order; UserError if not a world caption
+    judge = judge if judge is not None else Judge.load()
     cameras = evaluation_cameras(n_views)
     rgb, alpha = _check_render(render_fn(cameras, size), n_views, size)
-    truth = render_scene(scene, cameras, size=size)
-    rgb_t, alpha_t = truth["rgb"].cpu(), truth["alpha"].cpu()
+    truths = truth_set(spec, cameras, size)
+    best = best_of_set(rgb, alpha, truths)
+    k = best["nearest_index"]
+    rgb_t = truths.rgb[k]
+    caption = truths.captions[k]  # the nearest completion: for a specified prompt, its canonical caption
+    scene = parse_world_prompt(caption)
+    suite = suite_prompts if suite_prompts is not None else default_suite(
+        scene.category, caption if scene.category == "multi" else None)
+    confidence = judge_confidence(judge, rgb, spec)
 
     per_view = {
-        "psnr": psnr(rgb, rgb_t),
-        "ssim": ssim(rgb, rgb_t),
-        "iou": silhouette_iou(alpha, alpha_t),
-        "saturation_error": saturation_error(rgb, rgb_t, alpha, alpha_t),
+        **best["per_view"],
+        "saturation": saturation(rgb, alpha),
         "feature_similarity": F.cosine_similarity(judge.features(rgb), judge.features(rgb_t), dim=1).cpu(),
         "judge_log_likelihood": judge.prompt_log_likelihood(rgb, [caption])[:, 0].cpu(),
+        **confidence["per_view"],
     }
     recognized = judge.recognizes(rgb, caption).cpu()
     result = {
         "prompt": prompt,
-        "caption": caption,
+        "caption": spec.caption(),
         "category": scene.category,
+        "specified": spec.specified,
+        "n_completions": best["n_completions"],
+        "nearest_completion": caption,
         "n_views": n_views,
         "size": size,
         "azimuth_deg": cameras.azimuth_deg.tolist(),
@@ -122,4 +134,5 @@ def evaluate_against_truth(
     result["truth_recognized_views"] = int(judge.recognizes(rgb_t, caption).sum())
     result["truth_r_at_1"] = judge.r_at_1(rgb_t, caption, suite)
     result["suite_size"] = len(dict.fromkeys([caption] + [parse_world_prompt(p).caption() for p in suite]))
+    result["realism"] = realism(prior, rgb, prompt, cameras) if prior is not None else None
     return result

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..config import dump_yaml
+from ..evaluate.set_metrics import prior_denoising_loss
 from ..errors import Diverged, UserError
 from ..runs import RunDir, StopSignals
 from ..guidance import GuidanceConfig, build_guidance, guidance_class
@@ -69,21 +70,6 @@ def saturation(images01: torch.Tensor) -> torch.Tensor:
     hi = images01.amax(dim=1)
     lo = images01.amin(dim=1)
     return torch.where(hi > 0, (hi - lo) / hi.clamp_min(1e-8), torch.zeros_like(hi)).mean()
-
-
-@torch.no_grad()
-def prior_denoising_loss(prior, z: torch.Tensor, prompt: str, seed: int = 0, n_timesteps: int = 10) -> float:
-    """The prior's own ε-MSE on `z` under the prompt, averaged over a fixed grid of t and fixed noise."""
-    g = torch.Generator().manual_seed(seed)
-    cond = prior.encode_text([prompt]).expand(z.shape[0], -1, -1)
-    total = 0.0
-    ts = torch.linspace(0.05, 0.95, n_timesteps) * (prior.num_train_timesteps - 1)
-    for t_value in ts.round().long().tolist():
-        noise = torch.randn(z.shape, generator=g).to(z.device)
-        t = torch.full((z.shape[0],), t_value, device=z.device, dtype=torch.long)
-        pred = prior.predict_noise(prior.add_noise(z, noise, t), t, cond)
-        total += float(((pred - noise) ** 2).mean())
-    return total / n_timesteps
 
 
 def _save_png(path: Path, images01: torch.Tensor) -> None:

@@ -19,13 +19,14 @@ def evaluate_run(run_dir: Path) -> dict:
 
     The result carries `checkpoint_step` and `unfinished` (True when the checkpoint is short of the run's steps)."""
     from ..evaluate.world_eval import evaluate_against_truth
-    from ..world.scene import PromptError, parse_prompt
+    from ..world.captions import parse_spec
+    from ..world.scene import PromptError
 
     run_dir = Path(run_dir)
     with RunDir(run_dir, task="eval").open_existing():
         cfg = load_run_config(run_dir)
         try:
-            parse_prompt(cfg.prompt)
+            parse_spec(cfg.prompt)  # specified or not: the truth is the set of its completions
         except PromptError:
             raise UserError(f"{cfg.prompt!r} is not a caption of the world: ground-truth metrics need a world prompt") from None
         ckpt = run_dir / "checkpoints" / "last.safetensors"
@@ -40,13 +41,23 @@ def evaluate_run(run_dir: Path) -> dict:
         except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as e:
             raise CorruptCheckpoint(f"{ckpt} does not fit the run's config.yaml ({str(e).splitlines()[0][:120]})") from None
         scene.eval()
-        result = evaluate_against_truth(scene_render_fn(scene), cfg.prompt, n_views=cfg.export.eval_views)
+        result = evaluate_against_truth(scene_render_fn(scene), cfg.prompt, n_views=cfg.export.eval_views,
+                                        prior=_world_prior(cfg.prior))
         step = int(meta.get("step", 0))
         result["checkpoint_step"] = step
         result["unfinished"] = step < cfg.steps
         metrics["ground_truth"] = result
         atomic_write_json(metrics_path, metrics)
     return result
+
+
+def _world_prior(source: str | None):
+    """The run's prior for the realism score when it is a world prior on disk (never a download); else None."""
+    from ..priors.prior import Prior
+
+    if source is not None and not (Path(source).expanduser() / "lods_prior.json").is_file():
+        return None
+    return Prior.load(source)
 
 
 def _read_metrics(path: Path) -> dict:

@@ -265,17 +265,18 @@ def finish(cfg: GenerateConfig, scene: Scene3D, prior, history: list, seconds: f
 
 def ground_truth_metrics(cfg: GenerateConfig, scene: Scene3D, prior) -> dict | None:
     """With the embedded prior and a world caption, score the result against the world's 3D truth."""
-    from ..world.scene import PromptError, parse_prompt
+    from ..world.captions import parse_spec
+    from ..world.scene import PromptError
 
     if prior.vocabulary is None:
         return None
     try:
-        parse_prompt(cfg.prompt)
+        parse_spec(cfg.prompt)  # specified or not ("a cube"): the truth is the set of its completions
     except PromptError:
         return None
     from ..evaluate.world_eval import evaluate_against_truth
 
-    return evaluate_against_truth(scene_render_fn(scene), cfg.prompt, n_views=cfg.export.eval_views)
+    return evaluate_against_truth(scene_render_fn(scene), cfg.prompt, n_views=cfg.export.eval_views, prior=prior)
 
 
 def scene_render_fn(scene: Scene3D):

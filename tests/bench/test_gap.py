@@ -1,0 +1,146 @@
+"""The guidance-gap benchmark on a tiny random world prior: 2 grid entries × 2 prompts × 2 seeds × 3 steps in 2D,
+one tiny 3D job; files, columns, resuming."""
+
+import csv
+import json
+
+import pytest
+
+from lods.errors import UserError
+from lods.bench.gap import (
+    COLUMNS,
+    DEFAULT_GRID,
+    DEFAULT_PROMPTS,
+    GapConfig,
+    headline_prompts,
+    parse_grid,
+    prompt_kind,
+    read_prompts,
+    run_gap,
+)
+from lods.priors.tiny_sd import build_tiny_world_prior
+
+TINY_EXPORT = {"mesh_resolution": 16, "turntable_frames": 2, "turntable_size": 16, "views_size": 16, "eval_views": 4}
+
+
+@pytest.fixture(scope="module")
+def world_prior(tmp_path_factory):
+    return str(build_tiny_world_prior(tmp_path_factory.mktemp("world") / "prior"))
+
+
+def read(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_grid_parsing():
+    grid = parse_grid("sds@7.5, csd ,lods-embedding+shared_draw@1000,lods-lora@inf,vsd")
+    assert [e.label for e in grid] == ["sds@7.5", "csd", "lods-embedding+shared_draw@1000", "lods-lora@inf", "vsd"]
+    assert grid[0].scale == 7.5 and grid[1].scale is None and grid[4].scale is None
+    assert grid[2].guidance == "lods-embedding" and grid[3].scale == 1e6
+    assert len(parse_grid(list(DEFAULT_GRID))) == 9
+    for bad, match in [("sds@-1", "positive"), ("csd@7.5", "no CFG scale"), ("bogus@7", "unknown guidance"),
+                       ("sds@x", "not a scale"), ("sds@7.5,sds@7.5", "twice"), ("", "empty")]:
+        with pytest.raises(UserError, match=match):
+            parse_grid(bad)
+
+
+def test_prompt_sets():
+    kinds = [prompt_kind(p)[0] for p in DEFAULT_PROMPTS]
+    assert len(DEFAULT_PROMPTS) >= 12 and kinds.count("ambiguous") == kinds.count("specified")
+    head = headline_prompts()
+    assert len(head) >= 30 and head == headline_prompts()
+    kinds = [prompt_kind(p) for p in head]
+    assert {k for k, _ in kinds} == {"ambiguous", "specified"}
+    assert {c for _, c in kinds} == {"single", "surroundings", "multi"}
+
+
+def test_read_prompts(tmp_path):
+    f = tmp_path / "p.txt"
+    f.write_text("# a comment\na cube\n\na red cube\na cube\n")
+    assert read_prompts(f) == ["a cube", "a red cube"]
+    with pytest.raises(UserError, match="no such file"):
+        read_prompts(tmp_path / "missing.txt")
+
+
+def test_learned_loss_reads_either_key():
+    from lods.bench.gap_jobs import learned_loss
+
+    assert learned_loss([{"loss_prior": 1.0}, {"loss_prior": 3.0}]) == 2.0
+    assert learned_loss([{"loss_learned": 0.5}]) == 0.5
+    assert learned_loss([], {"loss_prior": 0.25}) == 0.25
+    assert learned_loss([{"loss_sds": 1.0}], {"loss_sds": 1.0}) is None
+
+
+def test_bad_settings_fail_before_running(world_prior, tmp_path):
+    base = dict(prior=world_prior, out=str(tmp_path / "o"), steps=1, seeds=1)
+    for kw, match in [(dict(dims="4d"), "2d or 3d"), (dict(prompts=["a DSLR photo"]), "caption of the world"),
+                      (dict(prompts=["an object to the left of an object"]), "completions"),
+                      (dict(seeds=0), "seeds"), (dict(baseline="sds@1"), "baseline"),
+                      (dict(prior=str(tmp_path)), "world prior")]:
+        with pytest.raises(UserError, match=match):
+            run_gap(GapConfig(**{**base, **kw, "prompts": kw.get("prompts", ["a cube"])}))
+    assert not (tmp_path / "o").exists()
+
+
+def test_tiny_2d_benchmark_files_columns_and_resume(world_prior, tmp_path):
+    out = tmp_path / "gap"
+    gc = GapConfig(grid=parse_grid("sds@30,lods-embedding@1000"), prompts=["a cube", "a red cube"], seeds=2, steps=3,
+                   prior=world_prior, out=str(out), command="lods bench gap --steps 3")
+    result = run_gap(gc)
+    rows = read(out / "results.csv")
+    assert list(rows[0]) == COLUMNS and len(rows) == 8
+    assert all(r["status"] == "ok" for r in rows)
+    by = {(r["method"], r["seed"], r["prompt"]): r for r in rows}
+    cube = by[("sds@30", "0", "a cube")]
+    assert cube["kind"] == "ambiguous" and cube["n_completions"] == "8" and cube["nearest_completion"].endswith(" cube")
+    assert cube["dims"] == "2d" and cube["backbone"] == "2d" and float(cube["scale"]) == 30.0 and cube["steps"] == "3"
+    for key in ("psnr", "ssim", "saturation", "saturation_error", "realism", "judge_color_confidence",
+                "judge_shape_confidence", "judge_confidence", "seconds"):
+        assert cube[key] != "", key
+    assert cube["iou"] == "" and cube["learned_loss"] == ""  # 2D has no alpha; SDS has no learned branch
+    assert float(cube["judge_confidence"]) == pytest.approx(
+        float(cube["judge_color_confidence"]) * float(cube["judge_shape_confidence"]), rel=1e-4)
+    lods = by[("lods-embedding@1000", "1", "a red cube")]
+    assert lods["kind"] == "specified" and lods["n_completions"] == "1" and lods["nearest_completion"] == "a red cube"
+    assert float(lods["learned_loss"]) > 0 and float(lods["learned_loss_clean"]) > 0
+    assert float(lods["learned_fit"]) == pytest.approx(float(lods["learned_loss"]) / float(lods["learned_loss_clean"]), rel=1e-4)
+    summary = (out / "summary.md").read_text()
+    assert "lods bench gap --steps 3" in summary and "Hardware:" in summary and "Prior:" in summary
+    for heading in ("## Ambiguous prompts", "## Specified prompts", "## Paired differences against sds@30"):
+        assert heading in summary
+    names = {p.name for p in (out / "plots").iterdir()}
+    assert {"saturation_vs_scale.png", "realism_vs_scale.png", "judge_confidence_vs_scale.png", "grid_a-cube.png"} <= names
+    assert len(result["plots"]) == 4
+    gap = json.loads((out / "runs" / "2d" / "sds-s30-seed0" / "a-cube" / "gap.json").read_text())
+    assert gap["nearest_completion"] == cube["nearest_completion"]
+
+    # a rerun skips every finished job and gives the same scores
+    again = run_gap(gc)
+    assert [r["status"] for r in again["rows"]] == ["done before"] * 8
+    assert read(out / "results.csv") == [{**r, "status": "done before"} for r in rows]
+    # a job whose scoring was lost is scored again, not rerun
+    (out / "runs" / "2d" / "sds-s30-seed0" / "a-cube" / "gap.json").unlink()
+    third = run_gap(gc)
+    assert sorted(r["status"] for r in third["rows"]) == ["done before"] * 7 + ["scored"]
+    # other settings in the same folder are refused, scored (gap.json) or not (distill2d's config.yaml)
+    with pytest.raises(UserError, match="other settings"):
+        run_gap(GapConfig(**{**gc.__dict__, "steps": 4}))
+    (out / "runs" / "2d" / "sds-s30-seed0" / "a-cube" / "gap.json").unlink()
+    with pytest.raises(UserError, match=r"a-cube holds a run made with other settings \(steps"):
+        run_gap(GapConfig(**{**gc.__dict__, "steps": 4}))
+
+
+def test_tiny_3d_job(world_prior, tmp_path):
+    out = tmp_path / "gap3d"
+    gc = GapConfig(grid=parse_grid("lods-embedding@1000"), dims="3d", prompts=["a cube"], seeds=1, steps=2,
+                   render_size=16, num_points=48, export=dict(TINY_EXPORT), prior=world_prior, out=str(out))
+    run_gap(gc)
+    (row,) = read(out / "results.csv")
+    assert row["status"] == "ok" and row["backbone"] == "gs" and row["dims"] == "3d"
+    assert row["n_completions"] == "8" and row["n_views"] == "4" and float(row["scale"]) == 1000.0
+    for key in ("psnr", "iou", "saturation", "saturation_error", "realism", "judge_confidence", "recognized_views",
+                "learned_loss", "learned_loss_clean", "learned_fit", "seconds"):
+        assert row[key] != "", key
+    assert (out / "plots" / "grid_a-cube.png").exists()
+    assert [r["status"] for r in run_gap(gc)["rows"]] == ["done before"]
