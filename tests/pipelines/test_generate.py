@@ -50,6 +50,8 @@ def test_outputs_of_a_run(prior_folder, tmp_path, backbone):
     assert saved["steps"] == 4 and len(saved["history"]) == 4
     assert set(saved["final_losses"]) >= {"loss_distill", "loss_learned"}
     assert "ground_truth" in saved and len(saved["ground_truth"]["per_view"]["psnr"]) == 4
+    fit = saved["learned_fit"]  # LODS: its learned branch's fit to the renders is reported
+    assert fit["learned_loss"] > 0 and fit["clean_reference_loss"] > 0 and fit["fits"] == (fit["fit_ratio"] <= 1.5)
     assert (out / metrics["outputs"]["turntable"]).exists()
     if backbone == "gs":
         ply = plyfile.PlyData.read(str(out / "model.ply"))

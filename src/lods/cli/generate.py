@@ -106,6 +106,11 @@ def generate(
     if truth:
         line += (f"; judge recognises the prompt in {truth['recognized_views']}/{truth['n_views']} views, "
                  f"IoU {truth['iou']:.2f}, PSNR {truth['psnr']:.1f} dB")
+    fit = metrics.get("learned_fit")
+    if fit is not None:
+        verdict = "fits" if fit["fits"] else "does NOT fit"
+        line += (f"; the learned branch {verdict} the renders (its loss {fit['fit_ratio']:.2f}× the prior's on clean "
+                 "images; ≤ 1.5 fits)")
     typer.echo(line)
     if view:
         from .view import keep_serving

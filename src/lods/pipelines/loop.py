@@ -212,14 +212,15 @@ def _run(cfg: GenerateConfig, run: RunDir, signals: StopSignals, progress, hooks
     if signals.requested is not None:  # arrived during the last step: its checkpoint is written
         raise Interrupted(cfg.steps)
     seconds = clock.total()
-    metrics = finish(cfg, scene, prior, history, seconds, start, extra_metrics=hooks.metrics)
+    metrics = finish(cfg, scene, prior, history, seconds, start, extra_metrics=hooks.metrics, guidance=guidance)
     run.record(cfg, progress={"step": cfg.steps, "seconds": seconds, "finished": True})
     return metrics
 
 
 def finish(cfg: GenerateConfig, scene: Scene3D, prior, history: list, seconds: float, start: int = 0,
-           extra_metrics=None) -> dict:
-    """Write the exports and metrics.json of a finished run; `extra_metrics(cfg, scene, prior)` adds entries."""
+           extra_metrics=None, guidance=None) -> dict:
+    """Write the exports and metrics.json of a finished run; `extra_metrics(cfg, scene, prior)` adds entries.
+    With a world prompt and a learned branch (`guidance`), `learned_fit` says whether that branch fits the renders."""
     from ..export.assets import export_mesh
     from ..scenes.ply import save_ply
     from ..export.video import render_turntable, save_views_grid
@@ -256,11 +257,27 @@ def finish(cfg: GenerateConfig, scene: Scene3D, prior, history: list, seconds: f
     truth = ground_truth_metrics(cfg, scene, prior)
     if truth is not None:
         metrics["ground_truth"] = truth
+        fit = learned_branch_fit(cfg, scene, prior, guidance)
+        if fit is not None:
+            metrics["learned_fit"] = fit
     if extra_metrics is not None:
         with torch.no_grad():
             metrics.update(extra_metrics(cfg, scene, prior))
     atomic_write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def learned_branch_fit(cfg: GenerateConfig, scene: Scene3D, prior, guidance) -> dict | None:
+    """The learned branch's loss on the result's evaluation views against the frozen prior's on the prompt's clean
+    truth renders (evaluate/learned_fit.py); None without a learned unconditional branch."""
+    from ..evaluate.learned_fit import learned_fit, world_truth_images
+    from ..render.cameras import evaluation_cameras
+
+    if guidance is None or not hasattr(guidance, "learned_unconditional"):
+        return None
+    with torch.no_grad():
+        rgb = scene_render_fn(scene)(evaluation_cameras(cfg.export.eval_views), prior.image_size)["rgb"]
+        return learned_fit(guidance, prior.encode_images(rgb), world_truth_images(cfg.prompt, prior), seed=cfg.seed)
 
 
 def ground_truth_metrics(cfg: GenerateConfig, scene: Scene3D, prior) -> dict | None:
