@@ -16,6 +16,7 @@ BENCH_EXPORT = {"mesh_resolution": 32, "turntable_frames": 12}
 class BenchConfig:
     suite: str = "world"
     methods: list = field(default_factory=lambda: list(DEFAULT_METHODS))
+    baseline: str = DEFAULT_METHODS[0]  # the method every other one is paired against in summary.md
     backbones: list = field(default_factory=lambda: ["gs"])
     seeds: int = 3  # seeds 0 .. seeds-1
     prompts_per_category: int | None = None  # None: 10 (world) or all 100 (t3bench)

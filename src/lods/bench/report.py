@@ -80,8 +80,8 @@ def render_summary(bc: BenchConfig, rows: list[dict], suite: list[SuitePrompt], 
 
 
 def paired_section(rows: list[dict], bc: BenchConfig, with_cfg: bool, metrics) -> list[str]:
-    """Each method against SDS on the same backbone, seed and prompt (and CFG scale in the sweep)."""
-    if "sds" not in {r["method"] for r in rows}:
+    """Each method against the baseline (SDS) on the same backbone, seed and prompt (and CFG scale in the sweep)."""
+    if bc.baseline not in {r["method"] for r in rows}:
         return []
     keyed: dict[tuple, dict] = {}
     for r in rows:
@@ -94,7 +94,7 @@ def paired_section(rows: list[dict], bc: BenchConfig, with_cfg: bool, metrics) -
              "| method | backbone" + (" | CFG" if with_cfg else "") + " | pairs | " + " | ".join(f"Δ {m[1]}" for m in used) +
              " | " + " | ".join(f"better: {m[2]}" for m in used) + " |",
              "|" + "---|" * (3 + with_cfg + 2 * len(used))]
-    methods = [m for m in bc.methods if m != "sds"]
+    methods = [m for m in bc.methods if m != bc.baseline]
     cfgs = sorted({r["cfg"] for r in rows if r["method"] in methods}, key=lambda v: cfg_float(v) or 0.0) if with_cfg else [""]
     for method in methods:
         for backbone in bc.backbones:
@@ -102,7 +102,7 @@ def paired_section(rows: list[dict], bc: BenchConfig, with_cfg: bool, metrics) -
                 pairs = []
                 for (m, b, s, p, cc), r in keyed.items():
                     if m == method and b == backbone and cc == c:
-                        base = keyed.get(("sds", b, s, p, cc))
+                        base = keyed.get((bc.baseline, b, s, p, cc))
                         if base is not None:
                             pairs.append((r, base))
                 if not pairs:
