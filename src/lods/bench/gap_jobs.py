@@ -67,10 +67,17 @@ def score_2d(image: torch.Tensor, prompt: str, prior, judge_) -> tuple[dict, tor
 
 
 def _learned_fit(data: dict, metrics: dict, prior, truth_rgb: torch.Tensor | None, negative: str) -> None:
-    """The learned branch's loss at the end next to the prior's loss on clean images (the nearest completion's
-    canonical render) under the negative prompt; nothing for a method without a learned branch."""
+    """The learned branch's fit. A run that measured it (metrics.json `learned_fit`, evaluate/learned_fit.py: the
+    branch on the final result against the frozen prior on the prompt's clean truth renders, one fixed t grid) is
+    taken as it is; for older runs, the training loss at the end over the prior's loss on the nearest completion's
+    canonical render under the negative prompt. Nothing for a method without a learned branch."""
     from ..evaluate.set_metrics import clean_loss
 
+    fit = metrics.get("learned_fit")
+    if fit:
+        data.update(learned_loss=fit["learned_loss"], learned_loss_clean=fit["clean_reference_loss"],
+                    learned_fit=fit["fit_ratio"])
+        return
     loss = learned_loss(metrics.get("history") or [], metrics.get("final") or metrics.get("final_losses"))
     if loss is None:
         return
