@@ -2,7 +2,7 @@
 
 For each method (lods-embedding, lods-lora) × learning rate × prompt × seed: one `distill2d` run at s = 1000 on
 the embedded prior. Prints a table per method and lr (mean over prompts and seeds): saturation, realism (the
-prior's denoising loss on the result; lower is better), the final `loss_prior`, and the learned branch's fit (its
+prior's denoising loss on the result; lower is better), the final `loss_learned`, and the learned branch's fit (its
 loss on the result over the frozen prior's unconditional loss on the prompt's clean truth renders; ≤ 1.5 fits).
 SDS at 7.5 is printed as the reference of a clean result. Rows land in OUT/rows.jsonl; a rerun skips them.
 
@@ -35,21 +35,28 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=1000.0)
     ap.add_argument("--prompts", default=",".join(PROMPTS))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--prior", default=None, help="a prior folder (default: the shipped one)")
+    ap.add_argument("--lrs", default=None, help="override the grid: method=lr1:lr2,... e.g. lods-embedding=1e-3:1e-2")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "rows.jsonl"
     done = {json.dumps(r["key"]) for r in map(json.loads, rows_path.read_text().splitlines())} if rows_path.exists() else set()
-    prior = Prior.load(None)
+    prior = Prior.load(args.prior)
+    grid = dict(GRID)
+    if args.lrs:
+        for item in args.lrs.split(","):
+            method, _, lrs = item.partition("=")
+            grid[method] = (GRID[method][0], tuple(float(v) for v in lrs.split(":")))
     prompts = [p.strip() for p in args.prompts.split(",") if p.strip()]
     jobs = [("sds", None, None, 7.5)]
-    for method, (field, lrs) in GRID.items():
+    for method, (field, lrs) in grid.items():
         jobs += [(method, field, lr, args.scale) for lr in lrs]
     for method, field, lr, scale in jobs:
         for prompt in prompts:
             for seed in range(args.seeds):
-                key = [method, lr, scale, prompt, seed, args.steps]
+                key = [method, lr, scale, prompt, seed, args.steps, args.prior]
                 if json.dumps(key) in done:
                     continue
                 gcfg = GuidanceConfig(**({field: lr} if field else {}))
@@ -59,14 +66,15 @@ def main() -> None:
                                                   guidance_config=gcfg), prior=prior)
                 row = {"key": key, "method": method, "lr": lr, "scale": scale, "prompt": prompt, "seed": seed,
                        "saturation": m["saturation"], "realism": m.get("prior_denoising_loss"),
-                       "loss_prior": m["final"].get("loss_prior"), **(m.get("learned_fit") or {})}
+                       "loss_learned": m["final"].get("loss_learned"), **(m.get("learned_fit") or {})}
                 with rows_path.open("a") as f:
                     f.write(json.dumps(row) + "\n")
                 print(json.dumps(row), flush=True)
     rows = [json.loads(line) for line in rows_path.read_text().splitlines()]
-    print(f"\n| method | lr | s | saturation | realism ↓ | loss_prior | fit ratio ↓ | fits | n |\n|---|---|---|---|---|---|---|---|---|")
+    print(f"\n| method | lr | s | saturation | realism ↓ | loss_learned | fit ratio ↓ | fits | n |\n|---|---|---|---|---|---|---|---|---|")
     for method, field, lr, scale in jobs:
-        sel = [r for r in rows if r["method"] == method and r["lr"] == lr and r["scale"] == scale and r["prompt"] in prompts]
+        sel = [r for r in rows if r["method"] == method and r["lr"] == lr and r["scale"] == scale and r["prompt"] in prompts
+               and r["key"][5:] == [args.steps, args.prior]]
         if not sel:
             continue
 
@@ -75,7 +83,7 @@ def main() -> None:
             return f"{statistics.mean(v):.3f} ± {statistics.pstdev(v):.3f}" if v else "–"
 
         fits = sum(bool(r.get("fits")) for r in sel)
-        print(f"| {method} | {lr or '–'} | {scale:g} | {ms('saturation')} | {ms('realism')} | {ms('loss_prior')} | "
+        print(f"| {method} | {lr or '–'} | {scale:g} | {ms('saturation')} | {ms('realism')} | {ms('loss_learned')} | "
               f"{ms('fit_ratio')} | {fits}/{len(sel)} | {len(sel)} |")
 
 
