@@ -90,6 +90,9 @@ def prior_eval(
     seed: int = typer.Option(0),
     device: str = typer.Option("cpu", help=DEVICE_HELP),
     out: Optional[Path] = typer.Option(None, help="Write the figures as JSON here."),
+    judge: Optional[Path] = typer.Option(None, help="Judge folder (default: the shipped judge)."),
+    coverage: int = typer.Option(0, help="Also draw this many samples of 'a cube' and 'a red object' at the first --cfg "
+                                 "and count the colours / shapes the judge sees (the issue's 32)."),
 ):
     """The judge on the prior's samples: how often it draws the prompted shape, colour, context and relation."""
 
@@ -103,7 +106,16 @@ def prior_eval(
     p = Prior.load(prior, device=check_device(device))
     if p.vocabulary is None:
         raise UserError("prior eval needs a world prior (its judge only knows the world)")
-    result = evaluate_prior(p, Judge.load(), scales=tuple(cfg), n_per_prompt=n, steps=steps, seed=seed)
+    reader = Judge.load(judge)
+    result = evaluate_prior(p, reader, scales=tuple(cfg), n_per_prompt=n, steps=steps, seed=seed)
+    if coverage > 0:
+        from ..evaluate.prior_eval import COVERAGE_PROMPTS, completion_coverage
+
+        unknown = [w for q in COVERAGE_PROMPTS for w in q.split() if w not in p.vocabulary]
+        if unknown:
+            raise UserError(f"--coverage: this prior does not know {sorted(set(unknown))} (a prior from before issue 10)")
+        result["coverage"] = [completion_coverage(p, reader, q, n=coverage, scale=cfg[0], steps=steps, seed=seed)
+                              for q in COVERAGE_PROMPTS]
     if out is not None:
         atomic_write_json(out, result)
     typer.echo(json.dumps(result, indent=2))

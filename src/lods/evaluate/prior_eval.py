@@ -63,6 +63,35 @@ def evaluate_prior(prior, judge, scales=(5.0, 1.0), n_per_prompt: int = 2, steps
     return results
 
 
+COVERAGE_PROMPTS = ("a cube", "a red object")
+
+
+@torch.no_grad()
+def completion_coverage(prior, judge, prompt: str, n: int = 32, scale: float = 5.0, steps: int = 25, seed: int = 0) -> dict:
+    """For a prompt that leaves the first object's colour or shape open ("a cube", "a red object"): `n` samples,
+    the judge's reading of that attribute in each, and how many of its values appear (8 colours, 6 shapes), with
+    the count of each. Also how often the attribute the prompt names is kept."""
+    from ..priors.sampling import sample
+    from ..world.captions import parse_spec
+    from ..world.shapes import SHAPES
+
+    spec, _ = parse_spec(prompt)
+    obj = spec.objects[0]
+    if obj.color and obj.shape:
+        raise ValueError(f"{prompt!r} names both the colour and the shape: nothing to cover")
+    attr, head, names = ("color", "color1", tuple(COLORS)) if obj.color is None else ("shape", "shape1", SHAPES)
+    kept_attr, kept_head, kept_names = ("shape", "shape1", SHAPES) if attr == "color" else ("color", "color1", tuple(COLORS))
+    images = torch.cat([sample(prior, [prompt] * min(64, n - i), cfg=scale, steps=steps, seed=seed + i) for i in range(0, n, 64)])
+    preds = judge.predict(images)
+    read = [names[int(i)] for i in preds[head].argmax(1)]
+    kept = [kept_names[int(i)] for i in preds[kept_head].argmax(1)]
+    counts = {name: read.count(name) for name in names}
+    want = getattr(obj, kept_attr)
+    return {"prompt": prompt, "cfg": scale, "samples": n, "open": attr, "values": len(names),
+            "covered": sum(c > 0 for c in counts.values()), "counts": counts,
+            f"kept_{kept_attr}": sum(k == want for k in kept) / n}
+
+
 def _argmax_name(preds: dict, head: str, i: int, obj: WorldObject, attr: str) -> bool:
     from ..world.shapes import SHAPES
 

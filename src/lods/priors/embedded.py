@@ -66,8 +66,10 @@ def build_text_encoder(tokenizer, seed: int = 0):
 
 
 def build_unet(seed: int = 0, sample_size: int = 32, pooled_text: bool = True):
-    """`pooled_text`: add the pooled text embedding to the timestep embedding. Its last LayerNorm starts at zero,
-    so a UNet warm-started from one without the path computes the same function at step 0."""
+    """`pooled_text`: add the pooled text embedding to the timestep embedding, at full strength from the start (its
+    last LayerNorm keeps weight 1). A zero-initialised gain would keep a warm-started UNet's function at step 0, but
+    the denoising loss, which cross-attention already serves, barely grows it, and a learned null embedding can then
+    move the timestep embedding only by that gain (measured: |gain| ≈ 0.001 after 100 fine-tuning steps)."""
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(seed)
@@ -85,16 +87,13 @@ def build_unet(seed: int = 0, sample_size: int = 32, pooled_text: bool = True):
         norm_num_groups=16,
         **extra,
     )
-    if pooled_text:
-        torch.nn.init.zeros_(unet.add_embedding.norm2.weight)
-        torch.nn.init.zeros_(unet.add_embedding.norm2.bias)
     return unet
 
 
 def warm_start(unet, text_encoder, tokenizer, folder: Path) -> dict:
     """Load an earlier embedded prior's weights into a (possibly larger) new one: modules the old one lacks keep
-    their initialisation, and token embeddings are matched by word (a new word starts at the mean of the old
-    vocabulary's). Returns what was new."""
+    their initialisation (so the warm-started UNet is the old one plus a new, untrained path), and token embeddings
+    are matched by word (a new word starts at the mean of the old vocabulary's). Returns what was new."""
     from safetensors.torch import load_file
 
     folder = Path(folder)
