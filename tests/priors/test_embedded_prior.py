@@ -3,7 +3,6 @@
 import torch
 
 from lods.priors import embedded
-from lods.priors.prior import Prior
 from lods.world.scene import VOCABULARY
 
 
@@ -21,17 +20,17 @@ def _block_outputs(unet, x, t, emb) -> dict:
 
 
 @torch.no_grad()
-def test_the_text_embedding_reaches_the_32px_blocks_of_the_shipped_prior():
-    prior = Prior.load(None)
-    unet = prior.unet.float()
+def test_the_text_embedding_reaches_the_32px_blocks():
     x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     t = torch.tensor([500])
-    cond = prior.encode_text(["a red cube"]).float()
-    null = prior.encode_text([""]).float()
-    a, b = _block_outputs(unet, x, t, cond), _block_outputs(unet, x, t, null)
-    assert a["down32"].shape[-1] == 32 and a["up32"].shape[-1] == 32
-    for name in ("down32", "up32"):
-        assert (a[name] - b[name]).abs().max() > 1e-3, name
+    a = torch.randn(1, embedded.CONTEXT_LENGTH, embedded.TEXT_WIDTH, generator=torch.Generator().manual_seed(1))
+    b = torch.randn(1, embedded.CONTEXT_LENGTH, embedded.TEXT_WIDTH, generator=torch.Generator().manual_seed(2))
+    for pooled_text in (True, False):
+        unet = embedded.build_unet(seed=0, pooled_text=pooled_text)
+        out_a, out_b = _block_outputs(unet, x, t, a), _block_outputs(unet, x, t, b)
+        assert out_a["down32"].shape[-1] == 32 and out_a["up32"].shape[-1] == 32
+        changed = (out_a["down32"] - out_b["down32"]).abs().max() > 1e-4
+        assert changed == pooled_text  # without the pooled path the text reaches only the 8² and 4² blocks
 
 
 @torch.no_grad()
