@@ -82,9 +82,10 @@ def main() -> None:
             v = [r[k] for r in sel if r.get(k) is not None]
             return f"{statistics.mean(v):.3f} ± {statistics.pstdev(v):.3f}" if v else "–"
 
-        fits = sum(bool(r.get("fits")) for r in sel)
+        measured = [r for r in sel if "fits" in r]
+        fits = f"{sum(bool(r['fits']) for r in measured)}/{len(measured)}" if measured else "–"
         print(f"| {method} | {lr or '–'} | {scale:g} | {ms('saturation')} | {ms('realism')} | {ms('loss_learned')} | "
-              f"{ms('fit_ratio')} | {fits}/{len(sel)} | {len(sel)} |")
+              f"{ms('fit_ratio')} | {fits} | {len(sel)} |")
 
 
 if __name__ == "__main__":
