@@ -91,8 +91,8 @@ def prior_eval(
     device: str = typer.Option("cpu", help=DEVICE_HELP),
     out: Optional[Path] = typer.Option(None, help="Write the figures as JSON here."),
     judge: Optional[Path] = typer.Option(None, help="Judge folder (default: the shipped judge)."),
-    coverage: int = typer.Option(0, help="Also draw this many samples of 'a cube' and 'a red object' at the first --cfg "
-                                 "and count the colours / shapes the judge sees (the issue's 32)."),
+    coverage: int = typer.Option(0, help="Also draw this many samples of 'a cube' and 'a red object' at each --cfg and "
+                                 "count the colours / shapes the judge sees (the issue's 32)."),
 ):
     """The judge on the prior's samples: how often it draws the prompted shape, colour, context and relation."""
 
@@ -114,8 +114,8 @@ def prior_eval(
         unknown = [w for q in COVERAGE_PROMPTS for w in q.split() if w not in p.vocabulary]
         if unknown:
             raise UserError(f"--coverage: this prior does not know {sorted(set(unknown))} (a prior from before issue 10)")
-        result["coverage"] = [completion_coverage(p, reader, q, n=coverage, scale=cfg[0], steps=steps, seed=seed)
-                              for q in COVERAGE_PROMPTS]
+        result["coverage"] = [completion_coverage(p, reader, q, n=coverage, scale=c, steps=steps, seed=seed)
+                              for c in cfg for q in COVERAGE_PROMPTS]
     if out is not None:
         atomic_write_json(out, result)
     typer.echo(json.dumps(result, indent=2))
