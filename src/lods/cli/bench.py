@@ -15,7 +15,7 @@ BACKEND_HELP = "local (worker processes on this machine) or ray (a Ray task per 
 RAY_ADDRESS_HELP = "--backend ray: the cluster to join ('auto', or HOST:PORT; default: start a local Ray)."
 GPUS_HELP = "--backend ray on CUDA: the GPU fraction each run asks for."
 
-app = typer.Typer(no_args_is_help=True, help="Benchmarks: quality on the world, speed, the CFG sweep.")
+app = typer.Typer(no_args_is_help=True, help="Benchmarks: quality on the world, speed, the CFG sweep, the guidance gap.")
 
 
 def _scales(text: str) -> list[float]:
