@@ -17,7 +17,8 @@ import random
 import re
 from dataclasses import dataclass
 
-from .scene import CONTEXTS, RELATIONS, VIEWS, PromptError, Scene, WorldObject, normalize_prompt
+from .scene import (CONTEXTS, RELATIONS, VIEWS, PromptError, Scene, WorldObject, category_of, compose_caption,
+                    normalize_prompt)
 from .shapes import COLORS, SHAPES
 
 OBJECT_WORD = "object"
@@ -58,17 +59,10 @@ class PromptSpec:
 
     @property
     def category(self) -> str:
-        if len(self.objects) == 2:
-            return "multi"
-        return "surroundings" if self.context else "single"
+        return category_of(len(self.objects), self.context)
 
     def caption(self, view: str | None = None) -> str:
-        text = self.objects[0].phrase()
-        if self.context:
-            text += f" on a {self.context}"
-        if self.relation:
-            text += f" {self.relation} {self.objects[1].phrase()}"
-        return text + (f", {view} view" if view else "")
+        return compose_caption([o.phrase() for o in self.objects], self.context, self.relation, view)
 
     def completions(self) -> list[Scene]:
         """Every fully specified scene the prompt allows (a pair of identical objects is not a scene)."""

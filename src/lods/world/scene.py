@@ -38,6 +38,22 @@ class PromptError(ValueError):
     """A prompt the world (or the embedded prior) cannot read."""
 
 
+def category_of(n_objects: int, context: str | None) -> str:
+    if n_objects == 2:
+        return "multi"
+    return "surroundings" if context else "single"
+
+
+def compose_caption(phrases: list[str], context: str | None, relation: str | None, view: str | None = None) -> str:
+    """A world caption from its object phrases ("a red cube"), context, relation and view suffix."""
+    text = phrases[0]
+    if context:
+        text += f" on a {context}"
+    if relation:
+        text += f" {relation} {phrases[1]}"
+    return text + (f", {view} view" if view else "")
+
+
 @dataclass(frozen=True)
 class WorldObject:
     shape: str
@@ -81,19 +97,10 @@ class Scene:
 
     @property
     def category(self) -> str:
-        if len(self.objects) == 2:
-            return "multi"
-        return "surroundings" if self.context else "single"
+        return category_of(len(self.objects), self.context)
 
     def caption(self, view: str | None = None) -> str:
-        text = self.objects[0].phrase()
-        if self.context:
-            text += f" on a {self.context}"
-        if self.relation:
-            text += f" {self.relation} {self.objects[1].phrase()}"
-        if view:
-            text += f", {view} view"
-        return text
+        return compose_caption([o.phrase() for o in self.objects], self.context, self.relation, view)
 
     def primitives(self) -> list[Primitive]:
         a = self.objects[0]
