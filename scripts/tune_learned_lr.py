@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from lods.guidance import GuidanceConfig
+from lods.guidance import GuidanceConfig, apply_switches, split_method
 from lods.pipelines.distill2d import Distill2DConfig, run_distill2d
 from lods.priors.prior import Prior
 
@@ -36,7 +36,8 @@ def main() -> None:
     ap.add_argument("--prompts", default=",".join(PROMPTS))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--prior", default=None, help="a prior folder (default: the shipped one)")
-    ap.add_argument("--lrs", default=None, help="override the grid: method=lr1:lr2,... e.g. lods-embedding=1e-3:1e-2")
+    ap.add_argument("--lrs", default=None, help="override the grid: method=lr1:lr2,... e.g. lods-embedding=1e-3:1e-2; "
+                    "a method may carry switches: lods-embedding+time_offset=1e-2")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -48,7 +49,7 @@ def main() -> None:
     if args.lrs:
         for item in args.lrs.split(","):
             method, _, lrs = item.partition("=")
-            grid[method] = (GRID[method][0], tuple(float(v) for v in lrs.split(":")))
+            grid[method] = (GRID[split_method(method)[0]][0], tuple(float(v) for v in lrs.split(":")))
     prompts = [p.strip() for p in args.prompts.split(",") if p.strip()]
     jobs = [("sds", None, None, 7.5)]
     for method, (field, lrs) in grid.items():
@@ -59,9 +60,10 @@ def main() -> None:
                 key = [method, lr, scale, prompt, seed, args.steps, args.prior]
                 if json.dumps(key) in done:
                     continue
-                gcfg = GuidanceConfig(**({field: lr} if field else {}))
+                name_, switches = split_method(method)
+                gcfg = apply_switches(GuidanceConfig(**({field: lr} if field else {})), switches)
                 name = f"{method}-{lr or scale}-{prompt.replace(' ', '_')}-s{seed}"
-                m = run_distill2d(Distill2DConfig(prompt=prompt, guidance=method, steps=args.steps, guidance_scale=scale,
+                m = run_distill2d(Distill2DConfig(prompt=prompt, guidance=name_, steps=args.steps, guidance_scale=scale,
                                                   seed=seed, out=str(out / "runs" / name), log_every=0,
                                                   guidance_config=gcfg), prior=prior)
                 row = {"key": key, "method": method, "lr": lr, "scale": scale, "prompt": prompt, "seed": seed,

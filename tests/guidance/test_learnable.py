@@ -116,3 +116,24 @@ def test_bad_config_is_user_error(prior, bad):
 def test_empty_prompt_is_user_error(prior):
     with pytest.raises(UserError, match="empty"):
         build_guidance("sds", prior, "   ")
+
+
+def test_time_offset_starts_at_zero_and_moves_only_the_learned_branch(prior):
+    """The option adds a learned timestep-embedding offset to the learned branch alone; zero at the start, so the
+    method begins exactly where plain LODS-embedding does."""
+    plain = build_guidance("lods-embedding", prior, PROMPT)
+    g = build_guidance("lods-embedding", prior, PROMPT, GuidanceConfig(method_options={"time_offset": True}))
+    assert plain.time_offset is None and g.time_offset.shape == (prior.unet.time_embedding.linear_2.out_features,)
+    assert any(p is g.time_offset for p in params_of(g))
+    z_t, t = torch.rand(2, 3, 32, 32) * 2 - 1, torch.tensor([300, 600])
+    cond = g.prompts.conditional(None, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(g.branches(z_t, t, cond)[1], plain.branches(z_t, t, cond)[1])
+        g.time_offset.fill_(0.5)
+        eps_y, eps_learned = g.branches(z_t, t, cond)
+        torch.testing.assert_close(eps_y, plain.branches(z_t, t, cond)[0])  # the frozen conditional branch
+        assert (eps_learned - plain.branches(z_t, t, cond)[1]).abs().max() > 1e-4
+        torch.testing.assert_close(eps_learned, g.learned_unconditional(z_t, t), atol=1e-5, rtol=1e-4)
+    F.mse_loss(g.learned_unconditional(z_t, t), torch.randn_like(z_t)).backward()
+    assert g.time_offset.grad is not None and torch.count_nonzero(g.time_offset.grad) > 0
+    assert len(prior.unet.time_embedding._forward_hooks) == 0  # no hook left behind

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from lods.errors import UserError
-from lods.guidance import GuidanceConfig, build_guidance, split_method
+from lods.guidance import GuidanceConfig, apply_switches, build_guidance, split_method
 from lods.guidance.lods import lods_grad
 from lods.pipelines.presets import preset_config
 from lods.priors import lora
@@ -37,7 +37,8 @@ def test_learning_rates_per_preset():
     assert preset_config("paper", "nerf", "lods-lora").guidance_config.lora_lr == 5e-7
     assert preset_config("paper", "gs", "lods-embedding").guidance_config.embedding_lr == 1e-4
     assert preset_config("paper", "nerf", "lods-embedding").guidance_config.embedding_lr == 1e-5
-    assert preset_config("fast", "gs", "lods-embedding").guidance_config.embedding_lr == 1e-3
+    assert preset_config("fast", "gs", "lods-embedding").guidance_config.embedding_lr == 3e-2
+    assert preset_config("fast", "nerf", "lods-lora").guidance_config.lora_lr == 1e-3
     assert preset_config("paper", "gs", "vsd").guidance_config.vsd_lr == 1e-4
 
 
@@ -71,6 +72,19 @@ def test_method_switches_parse_and_reject_unknown():
     assert split_method("sds") == ("sds", {})
     with pytest.raises(UserError, match="unknown switch"):
         split_method("sds+warp_speed")
+    assert split_method("lods-embedding+no_time_offset") == ("lods-embedding", {"method_options": {"time_offset": False}})
+    with pytest.raises(UserError, match="unknown switch"):
+        split_method("sds+time_offset")  # another method's option
+
+
+def test_option_switches_merge_into_the_preset():
+    base = preset_config("fast", "gs", "sdi").guidance_config
+    merged = apply_switches(base, split_method("sdi+shared_draw")[1])
+    assert merged.shared_draw and merged.method_options == base.method_options
+    fast = preset_config("fast", "gs", "lods-embedding").guidance_config
+    assert fast.method_options == {}
+    assert apply_switches(fast, split_method("lods-embedding+time_offset")[1]).method_options == {"time_offset": True}
+    assert preset_config("paper", "gs", "lods-embedding").guidance_config.method_options == {}
 
 
 # ------------------------------------------------------------------ LoRA initialisation

@@ -205,11 +205,11 @@ def _slug_dir(gc: GapConfig, entry: GridEntry, backbone: str, seed: int, slug: s
 
 
 def _config_2d(gc: GapConfig, entry: GridEntry, prompt: str, seed: int, out: Path):
-    from ..guidance import GuidanceConfig, guidance_class, split_method
+    from ..guidance import GuidanceConfig, apply_switches, guidance_class, split_method
     from ..pipelines.distill2d import Distill2DConfig
 
     name, switches = split_method(entry.method)
-    gcfg = GuidanceConfig(**{**guidance_class(name).preset_defaults("fast"), **switches})  # the fast preset's rates
+    gcfg = apply_switches(GuidanceConfig(**guidance_class(name).preset_defaults("fast")), switches)  # the fast preset's settings
     return Distill2DConfig(prompt=prompt, guidance=name, prior=gc.prior, steps=gc.resolved_steps(), guidance_scale=entry.scale,
                            seed=seed, device=gc.device, out=str(out), log_every=0, guidance_config=gcfg)
 

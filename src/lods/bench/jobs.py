@@ -24,12 +24,12 @@ def run_group(method: str, backbone: str, seed: int, scale: float | None) -> str
 
 
 def make_generate_config(bc: BenchConfig, method: str, backbone: str, seed: int, prompt: str, scale, out: Path):
-    from ..guidance import split_method
+    from ..guidance import apply_switches, split_method
     from ..pipelines.presets import preset_config
 
     name, switches = split_method(method)
     cfg = preset_config(bc.resolved_preset(), backbone, name)
-    cfg.guidance_config = dataclasses.replace(cfg.guidance_config, **switches)
+    cfg.guidance_config = apply_switches(cfg.guidance_config, switches)
     cfg.prompt, cfg.seed, cfg.out = prompt, seed, str(out)
     if bc.prior is not None:
         cfg.prior = bc.prior

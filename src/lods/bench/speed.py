@@ -89,13 +89,13 @@ class MethodRunner:
     """One method's guidance (and optimiser of its learnable part) on a prior."""
 
     def __init__(self, name: str, prior, prompt: str):
-        from ..guidance import build_guidance, split_method
+        from ..guidance import apply_switches, build_guidance, split_method
         from ..guidance.base import GuidanceConfig
 
         self.name = name
         self.prior = prior
         method, switches = split_method(name)
-        self.guidance = build_guidance(method, prior, prompt, GuidanceConfig(**switches))
+        self.guidance = build_guidance(method, prior, prompt, apply_switches(GuidanceConfig(), switches))
         groups = self.guidance.param_groups()
         self.optimizer = torch.optim.Adam(groups) if groups else None
         self.learned_params = sum(p.numel() for g in groups for p in g["params"])

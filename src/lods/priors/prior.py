@@ -210,9 +210,10 @@ class Prior:
         lora_scale: float | torch.Tensor = 0.0,
         adapter: str | None = None,
         class_labels: torch.Tensor | None = None,
+        time_offset: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """ε(z_t; embeddings, t) for a batch; `adapter` at `lora_scale` (0: the pretrained model alone; a (B,)
-        tensor: one scale per sample)."""
+        tensor: one scale per sample); `time_offset` ((D,) or (B, D)) is added to the UNet's timestep embedding."""
         b = z_t.shape[0]
         t = torch.as_tensor(t, device=self.device).reshape(-1)
         if t.numel() == 1:
@@ -225,6 +226,15 @@ class Prior:
                 raise ValueError(f"lora_scale given without an adapter name; adapters: {names}")
             adapter = names[0]
         scope = lora.adapter_scale(self.unet, adapter, lora_scale) if adapter is not None else nullcontext()
+        offset = self.unet.time_embedding.register_forward_hook(
+            lambda module, args, out: out + time_offset.to(out.dtype)) if time_offset is not None else None
+        try:
+            return self._unet_call(scope, z_t, t, embeddings, class_labels)
+        finally:
+            if offset is not None:
+                offset.remove()
+
+    def _unet_call(self, scope, z_t, t, embeddings, class_labels) -> torch.Tensor:
         with scope:
             out = self.unet(
                 z_t.to(self.device, self.dtype),
