@@ -144,3 +144,10 @@ def test_tiny_3d_job(world_prior, tmp_path):
         assert row[key] != "", key
     assert (out / "plots" / "grid_a-cube.png").exists()
     assert [r["status"] for r in run_gap(gc)["rows"]] == ["done before"]
+
+
+def test_the_prompt_sets_use_only_words_the_embedded_prior_reads():
+    from lods.bench.gap import DEFAULT_PROMPTS, headline_prompts
+    from lods.world.scene import unknown_words
+
+    assert [p for p in list(DEFAULT_PROMPTS) + headline_prompts() if unknown_words(p)] == []

@@ -30,7 +30,7 @@ DEFAULT_STEPS_2D = 1000
 DEFAULT_PROMPTS = (  # half ambiguous, half specified; all three categories
     "a cube", "a sphere", "a red object", "a blue object", "a cone on a pedestal", "a red cube to the left of a sphere",
     "a blue torus", "a green cylinder", "a yellow pyramid", "a purple sphere on a checkered floor",
-    "an orange cone on a mat", "a pink cube on top of a blue cylinder",
+    "a orange cone on a mat", "a pink cube on top of a blue cylinder",
 )
 PROMPT_SETS = ("default", "headline")
 GAP_FILE = "gap.json"
