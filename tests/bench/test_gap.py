@@ -147,7 +147,8 @@ def test_tiny_3d_job(world_prior, tmp_path):
 
 
 def test_the_prompt_sets_use_only_words_the_embedded_prior_reads():
-    from lods.bench.gap import DEFAULT_PROMPTS, headline_prompts
-    from lods.world.scene import unknown_words
+    from lods.bench.gap import DEFAULT_PROMPTS, check_vocabulary, headline_prompts
 
-    assert [p for p in list(DEFAULT_PROMPTS) + headline_prompts() if unknown_words(p)] == []
+    check_vocabulary(None, list(DEFAULT_PROMPTS) + headline_prompts())  # the shipped prior's own vocabulary
+    with pytest.raises(UserError, match="does not read"):
+        check_vocabulary(None, ["an orange cone on a mat"])
