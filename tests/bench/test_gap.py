@@ -152,3 +152,16 @@ def test_the_prompt_sets_use_only_words_the_embedded_prior_reads():
     check_vocabulary(None, list(DEFAULT_PROMPTS) + headline_prompts())  # the shipped prior's own vocabulary
     with pytest.raises(UserError, match="does not read"):
         check_vocabulary(None, ["an orange cone on a mat"])
+
+
+def test_report_only_reports_the_finished_runs_and_starts_none(world_prior, tmp_path):
+    out = tmp_path / "gap"
+    gc = GapConfig(grid=parse_grid("sds@30"), prompts=["a cube"], seeds=1, steps=2, prior=world_prior, out=str(out))
+    run_gap(gc)
+    partial = run_gap(GapConfig(**{**gc.__dict__, "seeds": 2, "report_only": True}))
+    assert [(r["seed"], r["status"]) for r in partial["rows"]] == [(0, "done before"), (1, "not run")]
+    assert not (out / "runs" / "2d" / "sds-s30-seed1").exists()  # nothing was started
+    rows = read(out / "results.csv")
+    assert [r["status"] for r in rows] == ["done before", "not run"] and rows[0]["psnr"] != "" and rows[1]["psnr"] == ""
+    summary = (out / "summary.md").read_text()
+    assert "1 not run yet: a partial report" in summary and "| sds@30 | 2d | 1 |" in summary

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import UserError
+from .gap_report import NOT_RUN
 from .stats import INF_CFG, cfg_label
 
 DIMS = ("2d", "3d")
@@ -141,6 +142,7 @@ class GapConfig:
     num_points: int | None = None  # 3d, gs
     export: dict = field(default_factory=dict)  # 3d: export settings over the quality benchmark's
     baseline: str | None = None  # a grid label; None: the SDS entry with the best mean judge confidence
+    report_only: bool = False  # start no run: report the finished ones (the others: status "not run")
     command: str = ""
 
     def resolved_prompts(self) -> list[str]:
@@ -308,6 +310,14 @@ def run_gap_job(job: dict) -> dict:
         return empty_row(job, f"failed: {type(e).__name__}: {text}")
 
 
+def report_row(job: dict) -> dict:
+    """A finished job's row from its gap.json; `NOT_RUN` for the others (nothing is run or scored)."""
+    gap = Path(job["config"].out) / GAP_FILE
+    if not gap.exists():
+        return empty_row(job, NOT_RUN)
+    return row_from_scores(job, json.loads(gap.read_text()), "done before")
+
+
 def run_jobs(jobs: list[dict], workers: int, threads: int, on_row: Callable[[dict, int, int], None] | None = None) -> list[dict]:
     done = 0
 
@@ -353,7 +363,10 @@ def run_gap(gc: GapConfig, on_row: Callable[[dict, int, int], None] | None = Non
     out.mkdir(parents=True, exist_ok=True)
     started = _dt.datetime.now(_dt.timezone.utc)
     t0 = time.time()
-    rows = run_jobs(jobs, gc.workers, gc.threads, on_row)
+    if gc.report_only:
+        rows = [report_row(job) for job in jobs]
+    else:
+        rows = run_jobs(jobs, gc.workers, gc.threads, on_row)
     wall = time.time() - t0
     csv_path = _write_csv(out / "results.csv", rows)
     plots = write_plots(gc, rows, out / "plots")

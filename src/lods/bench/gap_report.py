@@ -10,6 +10,8 @@ from .hardware import hardware_info, hardware_line, prior_line
 from .stats import format_mean_std as _fmt
 from .stats import mean_std, metric_value as _value, paired_cells
 
+NOT_RUN = "not run"  # the status of a job a --report-only invocation found unfinished
+
 METRICS = [  # (column, table label, short label, higher is better? None: no direction)
     ("psnr", "best-of-set PSNR ↑", "PSNR", True),
     ("ssim", "SSIM ↑", "SSIM", True),
@@ -30,7 +32,7 @@ KINDS = ("ambiguous", "specified")
 
 
 def _ok(rows):
-    return [r for r in rows if not str(r["status"]).startswith("failed")]
+    return [r for r in rows if not str(r["status"]).startswith(("failed", NOT_RUN))]
 
 
 def _groups(rows) -> dict[tuple, list[dict]]:
@@ -86,8 +88,9 @@ def write_summary(gc, rows: list[dict], path: Path, started, wall: float, plots:
              f"- Prior: {prior_line(gc.prior)}",
              f"- Settings: grid {', '.join(e.label for e in gc.grid)}; steps {steps}; seeds 0..{gc.seeds - 1}"
              + ("" if gc.dims == "2d" else f"; backbones {', '.join(gc.backbones)}, preset {gc.preset}"),
-             f"- Runs: {len(rows)} ({len(ok)} finished, {len(failed)} failed); "
-             f"{sum(1 for r in rows if r['status'] == 'done before')} reused from an earlier invocation", ""]
+             f"- Runs: {len(rows)} ({len(ok)} finished, {len(failed)} failed"
+             + (f", {len(rows) - len(ok) - len(failed)} not run yet: a partial report" if len(rows) > len(ok) + len(failed) else "")
+             + f"); {sum(1 for r in rows if r['status'] == 'done before')} reused from an earlier invocation", ""]
     lines += ["Mean ± standard deviation over runs (prompts × seeds). The truth of a prompt is the set of its "
               "completions (docs/gap.md): PSNR, SSIM, IoU and the saturation error are against the nearest completion "
               "(best mean PSNR); judge confidence is the product of the judge's colour and shape confidence; realism "

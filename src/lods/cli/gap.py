@@ -33,6 +33,8 @@ def gap(
     device: str = typer.Option("cpu", help="cpu or cuda."),
     out: Path = typer.Option(Path("outputs/bench-gap"), help="Output folder (rerun the same command to continue)."),
     quiet: bool = typer.Option(False, help="No line per finished run."),
+    report_only: bool = typer.Option(False, help="Start no run: write results.csv, summary.md and plots/ from the "
+                                                 "runs finished so far (a partial report; the others are \"not run\")."),
 ):
     """The guidance gap: SDS at low and high s against CSD, VSD and LODS, on ambiguous and specified prompts; writes results.csv, summary.md and plots/.
 
@@ -46,7 +48,7 @@ def gap(
     gc = GapConfig(grid=parse_grid(grid), dims=dims, prompts=read_prompts(prompts) if prompts else None,
                    prompt_set=prompt_set, seeds=seeds, steps=steps, backbones=parse_list(backbones, "--backbones"),
                    render_size=render_size, num_points=num_points, baseline=baseline, workers=workers, threads=threads,
-                   prior=prior, device=check_device(device), out=str(out))
+                   prior=prior, device=check_device(device), out=str(out), report_only=report_only)
     options = dict(grid=grid, dims=dims, prompts=prompts, prompt_set=None if prompts else prompt_set, seeds=seeds,
                    steps=steps, backbones=backbones if dims == "3d" else None, render_size=render_size,
                    num_points=num_points, baseline=baseline, workers=workers, threads=threads, prior=prior,
@@ -59,9 +61,11 @@ def gap(
         typer.echo("lods: interrupted; rerun the same command to continue (finished runs are kept)", err=True)
         raise typer.Exit(130) from None
     failed = sum(1 for r in result["rows"] if str(r["status"]).startswith("failed"))
+    not_run = sum(1 for r in result["rows"] if r["status"] == "not run")
     if result["rows"] and failed == len(result["rows"]):
         raise UserError(f"every run failed (first: {result['rows'][0]['status']}); see {result['summary_path']}")
-    typer.echo(f"wrote {result['csv_path']} ({len(result['rows'])} runs, {failed} failed), {result['summary_path']}, "
+    typer.echo(f"wrote {result['csv_path']} ({len(result['rows'])} runs, {failed} failed"
+               + (f", {not_run} not run yet" if not_run else "") + f"), {result['summary_path']}, "
                f"{len(result['plots'])} plots in {out / 'plots'}")
 
 
