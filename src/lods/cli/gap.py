@@ -43,6 +43,7 @@ def gap(
     from .common import check_device
     from ..bench.config import parse_list
     from ..bench.gap import GapConfig, parse_grid, read_prompts, run_gap
+    from ..bench.gap_report import NOT_RUN
     from ..bench.report import command_line
 
     gc = GapConfig(grid=parse_grid(grid), dims=dims, prompts=read_prompts(prompts) if prompts else None,
@@ -61,7 +62,7 @@ def gap(
         typer.echo("lods: interrupted; rerun the same command to continue (finished runs are kept)", err=True)
         raise typer.Exit(130) from None
     failed = sum(1 for r in result["rows"] if str(r["status"]).startswith("failed"))
-    not_run = sum(1 for r in result["rows"] if r["status"] == "not run")
+    not_run = sum(1 for r in result["rows"] if r["status"] == NOT_RUN)
     if result["rows"] and failed == len(result["rows"]):
         raise UserError(f"every run failed (first: {result['rows'][0]['status']}); see {result['summary_path']}")
     typer.echo(f"wrote {result['csv_path']} ({len(result['rows'])} runs, {failed} failed"

@@ -3,9 +3,9 @@ initialised from the negative prompt's embedding; both branches share one batche
 
 Option `time_offset` (a deviation, docs/algorithm.md): the learned branch also learns an offset of the UNet's
 timestep embedding (zero at the start), which reaches every ResNet block at every resolution. On the embedded prior
-the text embedding reaches the UNet only through cross-attention at 8² and 4² and a pooled vector, too little to
-describe the renders (prior v1). With prior v2's pooled text path it measured no better than the embedding alone
-(docs/results.md, "Re-tuning the learned branches"), so every preset leaves it off.
+v1 the text embedding reached the UNet only through cross-attention at 8² and 4², too little to describe the
+renders, and the offset helped; prior v2 adds a pooled text path to every block, and there the offset measured no
+better than the embedding alone (docs/results.md, "Re-tuning the learned branches"), so every preset leaves it off.
 """
 
 from __future__ import annotations
