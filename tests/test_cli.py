@@ -38,6 +38,24 @@ def test_distill2d_every_guidance_on_tiny_sd(sd_folder, tmp_path, monkeypatch, g
         assert (out / name).exists()
 
 
+def test_distill2d_takes_the_presets_learning_rates_and_set(sd_folder, tmp_path, monkeypatch):
+    """The playground uses the method's preset settings (fast: tuned on the embedded prior), not its scale; --set wins."""
+    import yaml
+
+    from lods.pipelines.distill2d import preset_guidance_config
+    from lods.pipelines.presets import preset_config
+
+    fast = preset_guidance_config("lods-lora")
+    assert fast.lora_lr == preset_config("fast", "gs", "lods-lora").guidance_config.lora_lr and fast.guidance_scale is None
+    assert preset_guidance_config("lods-lora", "paper").lora_lr == 5e-7
+    out = tmp_path / "run"
+    code = run_cli(monkeypatch, "distill2d", "a hamburger", "--prior", sd_folder, "--steps", "1", "--out", str(out),
+                   "--quiet", "--set", "guidance_config.embedding_lr=0.002")
+    assert code in (0, None)
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["guidance_config"]["embedding_lr"] == 0.002 and saved["guidance_scale"] == 1000.0  # the method's default
+
+
 @pytest.mark.parametrize(
     "args,needle",
     [
@@ -47,6 +65,9 @@ def test_distill2d_every_guidance_on_tiny_sd(sd_folder, tmp_path, monkeypatch, g
         (["--steps", "0"], "steps"),
         (["--cfg", "0"], "cfg"),
         (["--prompt-empty"], "empty"),
+        (["--preset", "turbo"], "unknown preset"),
+        (["--set", "guidance_config.embedding_lr=-1"], "embedding_lr"),
+        (["--set", "guidance_config.warp=1"], "warp"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(sd_folder, tmp_path, monkeypatch, capsys, args, needle):

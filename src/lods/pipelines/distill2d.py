@@ -31,6 +31,18 @@ from ..utils.io import atomic_write_json, atomic_write_text
 OUTPUTS = frozenset({"image.png", "metrics.json", "config.yaml", "loss.png", "snapshots"})
 
 
+def preset_guidance_config(guidance: str, preset: str = "fast") -> GuidanceConfig:
+    """The method's settings in `preset` (learning rates of its learnable part, its options) for the playground,
+    without the preset's CFG scale: the playground's scale is `guidance_scale` or the method's default for the
+    prior (LODS 1000)."""
+    from .run_config import PRESETS
+
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    settings = {k: v for k, v in guidance_class(guidance).preset_defaults(preset).items() if k != "guidance_scale"}
+    return GuidanceConfig(**settings)
+
+
 @dataclass
 class Distill2DConfig:
     prompt: str = ""
