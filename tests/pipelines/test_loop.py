@@ -87,7 +87,9 @@ def test_hooks_and_the_weights_the_optimiser_sees(prior_folder, tmp_path, monkey
     (lambda c: c.gaussians.update(num_pointz=3), "unknown GaussiansConfig key.*gaussians.num_pointz"),
     (lambda c: c.gaussians.update(num_points="many"), "gaussians.num_points: expected an integer"),
     (lambda c: c.nerf.update(encoding="mlp"), "nerf.encoding must be one of"),  # the other backbone's too
-    (lambda c: c.guidance_config.method_options.update(x=1), "has no method options"),
+    (lambda c: c.guidance_config.method_options.update(x=1), "unknown LODSEmbeddingOptions key.*x; known: time_offset"),
+    (lambda c: c.guidance_config.method_options.update(time_offset="yes"), "time_offset: expected true or false"),
+    (lambda c: (setattr(c, "guidance", "csd"), c.guidance_config.method_options.update(x=1)), "has no method options"),
 ])
 def test_a_bad_nested_config_fails_before_the_folder(prior_folder, tmp_path, change, match):
     cfg = tiny_config(prior_folder, tmp_path / "run")
