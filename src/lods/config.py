@@ -62,6 +62,8 @@ def _typed(hint, value, where: str):
     base = origin or hint
     if base not in _KINDS:
         return value  # Any, or a type this checker leaves alone
+    if base is float and isinstance(value, str):
+        value = _float_text(value, where)
     ok = (isinstance(value, bool) if base is bool else
           isinstance(value, (int, float)) and not isinstance(value, bool) if base is float else
           isinstance(value, int) and not isinstance(value, bool) if base is int else
@@ -75,6 +77,14 @@ def _typed(hint, value, where: str):
     if base is tuple:
         return tuple(value)
     return value
+
+
+def _float_text(text: str, where: str) -> float:
+    """YAML 1.1 reads `1e-2` and `inf` as text: for a float field such text is the number it spells."""
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{where}: expected a number, got {text!r}") from None
 
 
 def _describe(hint) -> str:

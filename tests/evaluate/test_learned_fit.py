@@ -26,6 +26,19 @@ def test_an_untrained_branch_on_the_clean_images_is_the_reference(prior):
     clean = world_truth_images("a red cube", prior, n_views=2)
     fit = learned_fit(lods, clean, clean)
     assert fit["fit_ratio"] == pytest.approx(1.0) and fit["fits"]
+    assert fit["untrained_loss"] == pytest.approx(fit["learned_loss"])  # nothing learned yet
+
+
+def test_the_untrained_loss_is_the_frozen_branch_on_the_renders(prior):
+    lods = build_guidance("lods-embedding", prior, "a red cube", GuidanceConfig())
+    clean = world_truth_images("a red cube", prior, n_views=2)
+    noise = torch.rand_like(clean) * 2 - 1
+    before = learned_fit(lods, noise, clean)
+    with torch.no_grad():
+        lods.embedding.add_(torch.randn_like(lods.embedding) * 5)
+    after = learned_fit(lods, noise, clean)
+    assert after["untrained_loss"] == pytest.approx(before["untrained_loss"])  # the frozen branch does not move
+    assert after["learned_loss"] != pytest.approx(before["learned_loss"], abs=1e-4)
 
 
 def test_a_moved_branch_on_other_images_is_measured_not_assumed(prior):

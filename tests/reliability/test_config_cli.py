@@ -118,3 +118,18 @@ def test_prior_eval_on_a_tiny_budget(prior, tmp_path, lods):
         assert 0.0 <= v <= 1.0
     code, _, err = lods("prior", "eval", "--prior", prior, "--n", "0")
     assert code == 2 and len(err) == 1
+
+
+def test_set_reads_exponents_and_inf_as_numbers():
+    # YAML 1.1 reads `1e-2` and `inf` as text; a float field takes the number they spell
+    from lods.config import apply_sets
+    from lods.errors import ConfigError
+    from lods.pipelines.distill2d import Distill2DConfig
+
+    cfg = apply_sets(Distill2DConfig(prompt="a red cube"),
+                     ["lr=1e-2", "guidance_config.embedding_lr=3E-5", "guidance_scale=inf"])
+    assert cfg.lr == 0.01 and cfg.guidance_config.embedding_lr == 3e-5 and cfg.guidance_scale == float("inf")
+    with pytest.raises(ConfigError, match="lr: expected a number, got 'fast'"):
+        apply_sets(Distill2DConfig(prompt="a red cube"), ["lr=fast"])
+    with pytest.raises(ConfigError, match="prompt"):  # a text field keeps its text check
+        apply_sets(Distill2DConfig(), ["prompt=[1, 2]"])

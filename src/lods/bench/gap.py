@@ -207,11 +207,11 @@ def _slug_dir(gc: GapConfig, entry: GridEntry, backbone: str, seed: int, slug: s
 
 
 def _config_2d(gc: GapConfig, entry: GridEntry, prompt: str, seed: int, out: Path):
-    from ..guidance import GuidanceConfig, apply_switches, guidance_class, split_method
-    from ..pipelines.distill2d import Distill2DConfig
+    from ..guidance import apply_switches, split_method
+    from ..pipelines.distill2d import Distill2DConfig, preset_guidance_config
 
     name, switches = split_method(entry.method)
-    gcfg = apply_switches(GuidanceConfig(**guidance_class(name).preset_defaults("fast")), switches)  # the fast preset's settings
+    gcfg = apply_switches(preset_guidance_config(name, "fast", keep_scale=True), switches)  # a bare entry: the preset's scale
     return Distill2DConfig(prompt=prompt, guidance=name, prior=gc.prior, steps=gc.resolved_steps(), guidance_scale=entry.scale,
                            seed=seed, device=gc.device, out=str(out), log_every=0, guidance_config=gcfg)
 

@@ -1,6 +1,7 @@
 """Does a learned branch fit the renders? LODS closes the guidance gap only when its learned unconditional branch
 (the null embedding or the LoRA) denoises the current renders about as well as the frozen prior denoises the
-images it was trained on.
+images it was trained on. Beside the ratio, `untrained_loss` is the frozen unconditional branch on the same renders:
+a learned loss well below it means the branch learned the renders; near it, that it learned little of them.
 
 Both losses are the ε-MSE over the same fixed grid of timesteps (0 … N-1, the range `loss_prior` draws from) with
 the same fixed noise: the learned branch on the renders, and the frozen prior's unconditional branch on clean
@@ -40,8 +41,10 @@ def learned_fit(guidance, renders: torch.Tensor, clean: torch.Tensor, seed: int 
     frozen_uncond = lambda z_t, t: prior.predict_noise(z_t, t, guidance.prompts.unconditional(z_t.shape[0]))
     loss = denoising_mse(learned, prior.add_noise, renders, prior.num_train_timesteps, seed)
     reference = denoising_mse(frozen_uncond, prior.add_noise, clean, prior.num_train_timesteps, seed)
+    untrained = denoising_mse(frozen_uncond, prior.add_noise, renders, prior.num_train_timesteps, seed)
     ratio = loss / reference if reference > 0 else float("inf")
-    return {"learned_loss": loss, "clean_reference_loss": reference, "fit_ratio": ratio, "fits": bool(ratio <= FIT_RATIO)}
+    return {"learned_loss": loss, "clean_reference_loss": reference, "untrained_loss": untrained, "fit_ratio": ratio,
+            "fits": bool(ratio <= FIT_RATIO)}
 
 
 def world_truth_images(prompt: str, prior, n_views: int = 8, max_images: int = 32) -> torch.Tensor:

@@ -31,15 +31,15 @@ from ..utils.io import atomic_write_json, atomic_write_text
 OUTPUTS = frozenset({"image.png", "metrics.json", "config.yaml", "loss.png", "snapshots"})
 
 
-def preset_guidance_config(guidance: str, preset: str = "fast") -> GuidanceConfig:
-    """The method's settings in `preset` (learning rates of its learnable part, its options) for the playground,
-    without the preset's CFG scale: the playground's scale is `guidance_scale` or the method's default for the
-    prior (LODS 1000)."""
+def preset_guidance_config(guidance: str, preset: str = "fast", keep_scale: bool = False) -> GuidanceConfig:
+    """The method's settings in `preset` (learning rates of its learnable part, its options) for the playground.
+    Without `keep_scale` the preset's CFG scale is left out: the playground's scale is then `guidance_scale` or the
+    method's default for the prior (LODS 1000)."""
     from .run_config import PRESETS
 
     if preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
-    settings = {k: v for k, v in guidance_class(guidance).preset_defaults(preset).items() if k != "guidance_scale"}
+    settings = {k: v for k, v in guidance_class(guidance).preset_defaults(preset).items() if keep_scale or k != "guidance_scale"}
     return GuidanceConfig(**settings)
 
 
