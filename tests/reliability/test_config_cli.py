@@ -133,3 +133,16 @@ def test_set_reads_exponents_and_inf_as_numbers():
         apply_sets(Distill2DConfig(prompt="a red cube"), ["lr=fast"])
     with pytest.raises(ConfigError, match="prompt"):  # a text field keeps its text check
         apply_sets(Distill2DConfig(), ["prompt=[1, 2]"])
+
+
+def test_distill2d_says_whether_the_learned_branch_fits(prior, tmp_path, lods):
+    out = tmp_path / "run"
+    code, stdout, err = lods("distill2d", "a red cube", "--prior", prior, "--steps", 2, "--out", out, "--quiet",
+                             "--set", "lr=1e-2")
+    assert code == 0, err
+    fit = json.loads((out / "metrics.json").read_text())["learned_fit"]
+    assert fit["untrained_loss"] > 0
+    assert f"{fit['fit_ratio']:.2f}×" in stdout and ("does NOT fit" in stdout) == (not fit["fits"])
+    code, stdout, err = lods("distill2d", "a red cube", "--prior", prior, "--steps", 1, "--out", tmp_path / "sds",
+                             "--quiet", "--guidance", "sds")
+    assert code == 0 and "learned branch" not in stdout, err

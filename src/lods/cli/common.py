@@ -61,6 +61,13 @@ def apply_flags(config, prior=None, steps=None, cfg=None, device=None) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- failures
+def fit_phrase(fit: dict) -> str:
+    """The learned branch's verdict (metrics.json `learned_fit`) for a run's closing line."""
+    verdict = "fits" if fit["fits"] else "does NOT fit"
+    return (f"the learned branch {verdict} the renders (its loss {fit['fit_ratio']:.2f}× the prior's on clean images; "
+            "≤ 1.5 fits)")
+
+
 def run_app(app, argv: list[str]) -> int:
     """Run the typer `app` on `argv`; every failure is one line on stderr and an exit code (README: exit codes)."""
     import os

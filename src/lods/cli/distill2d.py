@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import DEVICE_HELP, PRIOR_HELP, QUIET_HELP, check_device
+from .common import DEVICE_HELP, PRIOR_HELP, QUIET_HELP, check_device, fit_phrase
 
 
 def distill2d(
@@ -36,4 +36,7 @@ def distill2d(
     config = apply_sets(config, set_)
     with progress_bar(f"distill2d {guidance}", steps, enabled=not quiet) as bar:
         metrics = run_distill2d(config, progress=bar)
-    typer.echo(f"wrote {out}/image.png (final loss {metrics.get('final_loss', float('nan')):.4g})")
+    line = f"wrote {out}/image.png (final loss {metrics.get('final_loss', float('nan')):.4g})"
+    if metrics.get("learned_fit") is not None:
+        line += "; " + fit_phrase(metrics["learned_fit"])
+    typer.echo(line)

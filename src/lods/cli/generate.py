@@ -9,7 +9,7 @@ import typer
 
 from ..config import apply_sets
 from ..errors import UserError
-from .common import PRIOR_HELP, QUIET_HELP, apply_flags, given, not_started
+from .common import PRIOR_HELP, QUIET_HELP, apply_flags, fit_phrase, given, not_started
 
 
 def generate(
@@ -108,9 +108,7 @@ def generate(
                  f"IoU {truth['iou']:.2f}, PSNR {truth['psnr']:.1f} dB")
     fit = metrics.get("learned_fit")
     if fit is not None:
-        verdict = "fits" if fit["fits"] else "does NOT fit"
-        line += (f"; the learned branch {verdict} the renders (its loss {fit['fit_ratio']:.2f}× the prior's on clean "
-                 "images; ≤ 1.5 fits)")
+        line += "; " + fit_phrase(fit)
     typer.echo(line)
     if view:
         from .view import keep_serving
