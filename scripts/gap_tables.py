@@ -1,0 +1,106 @@
+"""The compact tables of docs/results.md, from a guidance-gap benchmark's results.csv.
+
+    python scripts/gap_tables.py runs/gap2d/results.csv
+    python scripts/gap_tables.py runs/gap3d/results.csv --entries sds@7.5,sds@30,vsd@7.5,lods-embedding@1000
+
+Prints two Markdown tables: per grid entry, mean ± std over prompts × seeds of the finished runs, split by prompt
+kind (ambiguous, specified), with diversity (mean over ambiguous prompts of the distinct nearest completions its
+seeds reach); then, on every colourless prompt, the saturation of each seed's result and its nearest completion's
+colour. PSNR and IoU (best of the completion set) are shown for 3D results only: in 2D they are only indicative.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+
+from lods.bench.results import read_csv
+from lods.evaluate.set_metrics import prompt_spec
+
+FINISHED = ("ok", "done before")
+
+
+def _num(text: str) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) else value
+
+
+def mean_std(values, digits: int = 2) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.{digits}f} ± {spread:.{digits}f}"
+
+
+def diversity(rows: list[dict]) -> float | None:
+    reached: dict[str, set] = {}
+    for r in rows:
+        reached.setdefault(r["prompt"], set()).add(r["nearest_completion"])
+    return statistics.mean(len(v) for v in reached.values()) if reached else None
+
+
+def entry_table(rows: list[dict], entries: list[str], three_d: bool) -> list[str]:
+    kinds = {"ambiguous": ["realism", "judge_confidence", "saturation", "abs_saturation_error"],
+             "specified": ["realism", "judge_confidence"]}
+    if three_d:
+        kinds = {k: v + ["psnr", "iou"] for k, v in kinds.items()}
+    head = (["method@scale", "runs"] + [f"ambiguous: {m}" for m in kinds["ambiguous"]] + ["diversity"]
+            + [f"specified: {m}" for m in kinds["specified"]] + ["learned fit", "s / run"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for entry in entries:
+        sel = [r for r in rows if r["method"] == entry]
+        cells = [entry, str(len(sel))]
+        for kind, metrics in kinds.items():
+            part = [r for r in sel if r["kind"] == kind]
+            for m in metrics:
+                if m == "abs_saturation_error":
+                    vals = [abs(v) for v in (_num(r["saturation_error"]) for r in part) if v is not None]
+                else:
+                    vals = [_num(r[m]) for r in part]
+                cells.append(mean_std(vals, 3 if m == "realism" else 1 if m == "psnr" else 2))
+            if kind == "ambiguous":
+                d = diversity(part)
+                cells.append("–" if d is None else f"{d:.2f}")
+        cells.append(mean_std([_num(r["learned_fit"]) for r in sel], 1))
+        secs = [_num(r["seconds"]) for r in sel if _num(r["seconds"]) is not None]
+        cells.append(f"{statistics.mean(secs):.0f}" if secs else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def colourless_table(rows: list[dict], entries: list[str]) -> list[str]:
+    prompts = list(dict.fromkeys(r["prompt"] for r in rows
+                                 if all(o.color is None for o in prompt_spec(r["prompt"]).objects)))
+    lines = ["| prompt | " + " | ".join(entries) + " |", "|" + "---|" * (len(entries) + 1)]
+    for p in prompts:
+        cells = []
+        for entry in entries:
+            sel = sorted((r for r in rows if r["prompt"] == p and r["method"] == entry), key=lambda r: int(r["seed"]))
+            cells.append(", ".join(f"{float(r['saturation']):.2f} ({r['nearest_completion'].split()[1]})" for r in sel)
+                         or "–")
+        lines.append(f"| {p} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("results", help="a results.csv written by `lods bench gap`")
+    ap.add_argument("--entries", help="comma-separated grid entries for the colourless table (default: all)")
+    args = ap.parse_args()
+    rows = [r for r in read_csv(args.results) if r["status"] in FINISHED]
+    if not rows:
+        raise SystemExit(f"no finished run in {args.results}")
+    entries = list(dict.fromkeys(r["method"] for r in rows))
+    three_d = rows[0]["dims"] == "3d"
+    print("\n".join(entry_table(rows, entries, three_d)))
+    print()
+    print("\n".join(colourless_table(rows, args.entries.split(",") if args.entries else entries)))
+
+
+if __name__ == "__main__":
+    main()

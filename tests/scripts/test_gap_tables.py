@@ -1,0 +1,61 @@
+"""scripts/gap_tables.py, the tables of docs/results.md, on a small results.csv whose figures are known."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+from lods.bench.gap import COLUMNS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _row(method, prompt, kind, seed, nearest, saturation, realism, dims="3d", status="ok", **extra):
+    row = {c: "" for c in COLUMNS}
+    row.update(dims=dims, method=method, prompt=prompt, kind=kind, seed=seed, nearest_completion=nearest,
+               saturation=saturation, saturation_error=-saturation, realism=realism, judge_confidence=1.0,
+               psnr=20.0, iou=0.5, seconds=10, status=status, **extra)
+    return row
+
+
+def _write(path, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "gap_tables.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_tables_from_a_known_results_csv(tmp_path):
+    rows = [
+        _row("sds@7.5", "a cube", "ambiguous", 0, "a gray cube", 0.1, 0.02),
+        _row("sds@7.5", "a cube", "ambiguous", 1, "a gray cube", 0.3, 0.04),
+        _row("sds@7.5", "a red cube", "specified", 0, "a red cube", 0.8, 0.01),
+        _row("lods-embedding@1000", "a cube", "ambiguous", 0, "a blue cube", 0.7, 0.1, learned_fit=2.0),
+        _row("lods-embedding@1000", "a cube", "ambiguous", 1, "a green cube", 0.6, 0.2, learned_fit=4.0),
+        _row("lods-embedding@1000", "a red cube", "specified", 1, "a red cube", 0.9, 0.5, status="failed: boom"),
+    ]
+    _write(tmp_path / "results.csv", rows)
+    proc = _run(tmp_path / "results.csv")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    sds = next(line for line in lines if line.startswith("| sds@7.5 |")).split(" | ")
+    lods = next(line for line in lines if line.startswith("| lods-embedding@1000 |")).split(" | ")
+    assert sds[1] == "3" and lods[1] == "2"  # the failed run is left out
+    assert sds[2] == "0.030 ± 0.014"  # ambiguous realism: mean ± std of 0.02 and 0.04
+    assert sds[8] == "1.00" and lods[8] == "2.00"  # diversity: distinct nearest completions over the seeds
+    assert sds[9] == "0.010 ± 0.000" and lods[9] == "–"  # specified realism; no finished specified LODS run
+    assert lods[-2] == "3.0 ± 1.4"  # learned fit
+    cube = next(line for line in lines if line.startswith("| a cube |"))
+    assert "0.10 (gray), 0.30 (gray)" in cube and "0.70 (blue), 0.60 (green)" in cube
+    assert not any(line.startswith("| a red cube |") for line in lines)  # a coloured prompt has no row there
+
+
+def test_no_finished_run_is_an_error(tmp_path):
+    _write(tmp_path / "results.csv", [_row("sds@7.5", "a cube", "ambiguous", 0, "", 0.1, 0.02, status="not run")])
+    proc = _run(tmp_path / "results.csv")
+    assert proc.returncode != 0 and "no finished run" in proc.stderr
