@@ -12,36 +12,30 @@ colour. PSNR and IoU (best of the completion set) are shown for 3D results only:
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 
 from lods.bench.results import read_csv
+from lods.bench.stats import mean_std as _mean_std
+from lods.bench.stats import metric_value
+from lods.evaluate.set_metrics import diversity as set_diversity
 from lods.evaluate.set_metrics import prompt_spec
 
 FINISHED = ("ok", "done before")
 
 
-def _num(text: str) -> float | None:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(value) else value
-
-
 def mean_std(values, digits: int = 2) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "–"
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.{digits}f} ± {spread:.{digits}f}"
+    m, s, n = _mean_std(values)
+    return f"{m:.{digits}f} ± {s:.{digits}f}" if n else "–"
 
 
 def diversity(rows: list[dict]) -> float | None:
-    reached: dict[str, set] = {}
+    """Mean over prompts of the distinct nearest completions that the rows' seeds reach."""
+    by_prompt: dict[str, list[dict]] = {}
     for r in rows:
-        reached.setdefault(r["prompt"], set()).add(r["nearest_completion"])
-    return statistics.mean(len(v) for v in reached.values()) if reached else None
+        by_prompt.setdefault(r["prompt"], []).append(r)
+    reached = [set_diversity([r["nearest_completion"] for r in rs], int(rs[0]["n_completions"] or 1))["diversity"]
+               for rs in by_prompt.values()]
+    return statistics.mean(reached) if reached else None
 
 
 def entry_table(rows: list[dict], entries: list[str], three_d: bool) -> list[str]:
@@ -58,17 +52,13 @@ def entry_table(rows: list[dict], entries: list[str], three_d: bool) -> list[str
         for kind, metrics in kinds.items():
             part = [r for r in sel if r["kind"] == kind]
             for m in metrics:
-                if m == "abs_saturation_error":
-                    vals = [abs(v) for v in (_num(r["saturation_error"]) for r in part) if v is not None]
-                else:
-                    vals = [_num(r[m]) for r in part]
-                cells.append(mean_std(vals, 3 if m == "realism" else 1 if m == "psnr" else 2))
+                cells.append(mean_std((metric_value(r, m) for r in part), 3 if m == "realism" else 1 if m == "psnr" else 2))
             if kind == "ambiguous":
                 d = diversity(part)
                 cells.append("–" if d is None else f"{d:.2f}")
-        cells.append(mean_std([_num(r["learned_fit"]) for r in sel], 1))
-        secs = [_num(r["seconds"]) for r in sel if _num(r["seconds"]) is not None]
-        cells.append(f"{statistics.mean(secs):.0f}" if secs else "–")
+        cells.append(mean_std((metric_value(r, "learned_fit") for r in sel), 1))
+        secs, _, n = _mean_std(metric_value(r, "seconds") for r in sel)
+        cells.append(f"{secs:.0f}" if n else "–")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
