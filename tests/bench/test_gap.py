@@ -165,3 +165,29 @@ def test_report_only_reports_the_finished_runs_and_starts_none(world_prior, tmp_
     assert [r["status"] for r in rows] == ["done before", "not run"] and rows[0]["psnr"] != "" and rows[1]["psnr"] == ""
     summary = (out / "summary.md").read_text()
     assert "1 not run yet: a partial report" in summary and "| sds@30 | 2d | 1 |" in summary
+
+
+def test_restore_from_a_csv_continues_on_a_new_folder(world_prior, tmp_path):
+    first = tmp_path / "first"
+    gc = GapConfig(grid=parse_grid("sds@30"), prompts=["a cube"], seeds=1, steps=2, prior=world_prior, out=str(first))
+    run_gap(gc)
+    (old,) = read(first / "results.csv")
+    # a new machine: only the csv is left; seed 0 is restored from it, seed 1 runs
+    second = tmp_path / "second"
+    result = run_gap(GapConfig(**{**gc.__dict__, "seeds": 2, "out": str(second),
+                                  "restore_from": str(first / "results.csv")}))
+    assert [(r["seed"], r["status"]) for r in result["rows"]] == [(0, "done before"), (1, "ok")]
+    restored = read(second / "results.csv")[0]
+    assert {k: restored[k] for k in COLUMNS if k not in ("status", "run_dir")} == \
+        {k: old[k] for k in COLUMNS if k not in ("status", "run_dir")}
+    gap = json.loads((second / "runs" / "2d" / "sds-s30-seed0" / "a-cube" / "gap.json").read_text())
+    assert gap["restored_from"] == str(first / "results.csv")
+    # a row of other settings (steps) is not taken: the job runs
+    third = run_gap(GapConfig(**{**gc.__dict__, "steps": 3, "out": str(tmp_path / "third"),
+                                 "restore_from": str(first / "results.csv")}))
+    assert [r["status"] for r in third["rows"]] == ["ok"]
+    with pytest.raises(UserError, match="not a results.csv"):
+        (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+        run_gap(GapConfig(**{**gc.__dict__, "out": str(tmp_path / "fourth"), "restore_from": str(tmp_path / "other.csv")}))
+    with pytest.raises(UserError, match="cannot read --restore-from"):
+        run_gap(GapConfig(**{**gc.__dict__, "out": str(tmp_path / "fifth"), "restore_from": str(tmp_path / "none.csv")}))

@@ -35,6 +35,10 @@ def gap(
     quiet: bool = typer.Option(False, help="No line per finished run."),
     report_only: bool = typer.Option(False, help="Start no run: write results.csv, summary.md and plots/ from the "
                                                  "runs finished so far (a partial report; the others are \"not run\")."),
+    restore_from: Optional[Path] = typer.Option(None, help="A results.csv of an earlier run of this benchmark: its "
+                                                           "finished jobs count as done here (their gap.json is "
+                                                           "written from it), so a benchmark continues on a new "
+                                                           "machine from its csv alone."),
 ):
     """The guidance gap: SDS at low and high s against CSD, VSD and LODS, on ambiguous and specified prompts; writes results.csv, summary.md and plots/.
 
@@ -49,11 +53,12 @@ def gap(
     gc = GapConfig(grid=parse_grid(grid), dims=dims, prompts=read_prompts(prompts) if prompts else None,
                    prompt_set=prompt_set, seeds=seeds, steps=steps, backbones=parse_list(backbones, "--backbones"),
                    render_size=render_size, num_points=num_points, baseline=baseline, workers=workers, threads=threads,
-                   prior=prior, device=check_device(device), out=str(out), report_only=report_only)
+                   prior=prior, device=check_device(device), out=str(out), report_only=report_only,
+                   restore_from=str(restore_from) if restore_from else None)
     options = dict(grid=grid, dims=dims, prompts=prompts, prompt_set=None if prompts else prompt_set, seeds=seeds,
                    steps=steps, backbones=backbones if dims == "3d" else None, render_size=render_size,
                    num_points=num_points, baseline=baseline, workers=workers, threads=threads, prior=prior,
-                   device=device, out=out)
+                   device=device, out=out, restore_from=restore_from)
     gc.command = command_line("gap", options)
     on_row = None if quiet else (lambda row, done, total: typer.echo(_echo(row, done, total), err=True))
     try:

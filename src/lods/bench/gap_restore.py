@@ -1,0 +1,66 @@
+"""Continue a gap benchmark from a results.csv alone (`lods bench gap --restore-from`).
+
+A long benchmark outlives the machine it started on; its results.csv is the small part worth keeping. Restoring
+writes a job's `gap.json` from the csv row of the same job (method and scale, backbone, seed, prompt, steps), so the
+run counts as finished and is not run again; the gap.json records where it came from. The run folder's other files
+(checkpoints, renders) are not restored: a picture grid shows only runs made on this machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from ..errors import UserError
+
+FINISHED = ("ok", "done before", "scored")
+_TEXT = ("nearest_completion",)
+_KEY = ("method", "backbone", "seed", "prompt", "steps")
+_IDENTITY = {"dims", "method", "guidance", "backbone", "seed", "prompt", "kind", "category", "status", "run_dir"}
+
+
+def _key(method, backbone, seed, prompt, steps) -> tuple:
+    return str(method), str(backbone), int(seed), str(prompt), "" if steps in ("", None) else int(steps)
+
+
+def read_finished(path: str | Path) -> dict[tuple, dict]:
+    """The finished rows of a results.csv, by job key."""
+    path = Path(path)
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as e:
+        raise UserError(f"cannot read --restore-from {path}: {e.strerror or e}") from None
+    if rows and not set(_KEY) <= set(rows[0]):
+        raise UserError(f"{path} is not a results.csv of `lods bench gap` (it lacks {', '.join(_KEY)})")
+    return {_key(*(r[k] for k in _KEY)): r for r in rows if r.get("status") in FINISHED}
+
+
+def scores_from_row(row: dict) -> dict:
+    """A gap.json's content from a csv row: the score columns, numbers as numbers, empty cells left out."""
+    data = {}
+    for k, v in row.items():
+        if k in _IDENTITY or v in ("", None):
+            continue
+        data[k] = v if k in _TEXT else (int(v) if k in ("n_completions", "recognized_views", "n_views", "steps")
+                                        else float(v))
+    return data
+
+
+def restore(jobs: list[dict], csv_path: str | Path, gap_file: str) -> int:
+    """Write gap.json for each job that has none and a finished row in `csv_path`; returns how many."""
+    from ..utils.io import atomic_write_json
+
+    finished = read_finished(csv_path)
+    n = 0
+    for job in jobs:
+        cfg = job["config"]
+        gap = Path(cfg.out) / gap_file
+        row = finished.get(_key(job["label"], job["backbone"], job["seed"], job["prompt"], cfg.steps))
+        if row is None or gap.exists():
+            continue
+        gap.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(gap, {**scores_from_row(row), "restored_from": str(csv_path)})
+        n += 1
+    return n
