@@ -191,3 +191,18 @@ def test_restore_from_a_csv_continues_on_a_new_folder(world_prior, tmp_path):
         run_gap(GapConfig(**{**gc.__dict__, "out": str(tmp_path / "fourth"), "restore_from": str(tmp_path / "other.csv")}))
     with pytest.raises(UserError, match="cannot read --restore-from"):
         run_gap(GapConfig(**{**gc.__dict__, "out": str(tmp_path / "fifth"), "restore_from": str(tmp_path / "none.csv")}))
+
+
+def test_results_csv_is_current_after_every_run(world_prior, tmp_path):
+    out = tmp_path / "gap"
+    gc = GapConfig(grid=parse_grid("sds@30"), prompts=["a cube"], seeds=2, steps=2, prior=world_prior, out=str(out))
+    seen = []
+
+    def on_row(row, done, total):  # called once the csv is written: what a kill at this moment would leave
+        seen.append([(r["seed"], r["status"]) for r in read(out / "results.csv")])
+
+    run_gap(gc, on_row)
+    assert seen == [[("0", "ok"), ("1", "not run")], [("0", "ok"), ("1", "ok")]]
+    # that partial csv is enough for a new machine to continue
+    restored = run_gap(GapConfig(**{**gc.__dict__, "out": str(tmp_path / "new"), "restore_from": str(out / "results.csv")}))
+    assert [r["status"] for r in restored["rows"]] == ["done before", "done before"]

@@ -371,12 +371,32 @@ def run_gap(gc: GapConfig, on_row: Callable[[dict, int, int], None] | None = Non
     if gc.report_only:
         rows = [report_row(job) for job in jobs]
     else:
-        rows = run_jobs(jobs, gc.workers, gc.threads, on_row)
+        rows = run_jobs(jobs, gc.workers, gc.threads, _keep_csv_current(out / "results.csv", jobs, on_row))
     wall = time.time() - t0
     csv_path = _write_csv(out / "results.csv", rows)
     plots = write_plots(gc, rows, out / "plots")
     summary_path = write_summary(gc, rows, out / "summary.md", started, wall, plots)
     return {"rows": rows, "csv_path": csv_path, "summary_path": summary_path, "plots": plots}
+
+
+def _row_key(row: dict) -> tuple:
+    return (row["dims"], row["method"], row["backbone"], str(row["seed"]), row["prompt"])
+
+
+def _keep_csv_current(path: Path, jobs: list[dict], on_row: Callable[[dict, int, int], None] | None):
+    """An on_row that rewrites results.csv after every finished run, so a killed benchmark leaves its csv
+    (pending jobs: status "not run"); a new machine continues from it with --restore-from."""
+    rows = [report_row(job) for job in jobs]
+    where = {_row_key(r): i for i, r in enumerate(rows)}
+    _write_csv(path, rows)
+
+    def landed(row: dict, done: int, total: int) -> None:
+        rows[where[_row_key(row)]] = row
+        _write_csv(path, rows)
+        if on_row:
+            on_row(row, done, total)
+
+    return landed
 
 
 def _write_csv(path: Path, rows: list[dict]) -> Path:
