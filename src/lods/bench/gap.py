@@ -353,6 +353,7 @@ def run_gap(gc: GapConfig, on_row: Callable[[dict, int, int], None] | None = Non
     """Run the benchmark; returns {"rows", "csv_path", "summary_path", "plots"}."""
     import datetime as _dt
 
+    from .gap_csv import keep_current, write_rows
     from .gap_report import write_plots, write_summary
 
     gc.validate()
@@ -371,48 +372,13 @@ def run_gap(gc: GapConfig, on_row: Callable[[dict, int, int], None] | None = Non
     if gc.report_only:
         rows = [report_row(job) for job in jobs]
     else:
-        rows = run_jobs(jobs, gc.workers, gc.threads, _keep_csv_current(out / "results.csv", jobs, on_row))
+        rows = run_jobs(jobs, gc.workers, gc.threads,
+                        keep_current(out / "results.csv", [report_row(job) for job in jobs], COLUMNS, on_row))
     wall = time.time() - t0
-    csv_path = _write_csv(out / "results.csv", rows)
+    csv_path = write_rows(out / "results.csv", rows, COLUMNS)
     plots = write_plots(gc, rows, out / "plots")
     summary_path = write_summary(gc, rows, out / "summary.md", started, wall, plots)
     return {"rows": rows, "csv_path": csv_path, "summary_path": summary_path, "plots": plots}
-
-
-def _row_key(row: dict) -> tuple:
-    return (row["dims"], row["method"], row["backbone"], str(row["seed"]), row["prompt"])
-
-
-def _keep_csv_current(path: Path, jobs: list[dict], on_row: Callable[[dict, int, int], None] | None):
-    """An on_row that rewrites results.csv after every finished run, so a killed benchmark leaves its csv
-    (pending jobs: status "not run"); a new machine continues from it with --restore-from."""
-    rows = [report_row(job) for job in jobs]
-    where = {_row_key(r): i for i, r in enumerate(rows)}
-    _write_csv(path, rows)
-
-    def landed(row: dict, done: int, total: int) -> None:
-        rows[where[_row_key(row)]] = row
-        _write_csv(path, rows)
-        if on_row:
-            on_row(row, done, total)
-
-    return landed
-
-
-def _write_csv(path: Path, rows: list[dict]) -> Path:
-    import csv
-    import io
-
-    from ..utils.io import atomic_write_text
-
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{r[k]:.6g}" if isinstance(r.get(k), float) and not math.isnan(r[k]) else
-                        "" if isinstance(r.get(k), float) else r.get(k, "")) for k in COLUMNS})
-    atomic_write_text(path, buf.getvalue())
-    return path
 
 
 __all__ = ["COLUMNS", "DEFAULT_GRID", "DEFAULT_PROMPTS", "GapConfig", "GridEntry", "headline_prompts",
