@@ -8,9 +8,7 @@ metrics.json exists is skipped, one with a checkpoint resumes, a failed one is r
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import math
 import time
@@ -222,16 +220,9 @@ def _run_ray(bc: BatchConfig, jobs: list[dict], landed) -> list[dict]:
 
 # ---------------------------------------------------------------------------------------------- outputs
 def write_rows(path: Path, rows: list[dict]) -> Path:
-    from ..utils.io import atomic_write_text
+    from .results import write_csv
 
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) and not math.isnan(v) else
-                        "" if isinstance(v, float) else v) for k, v in ((k, r.get(k, "")) for k in COLUMNS)})
-    atomic_write_text(path, buf.getvalue())
-    return path
+    return write_csv(path, rows, COLUMNS)
 
 
 def _cell(v, fmt: str) -> str:

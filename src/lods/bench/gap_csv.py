@@ -3,24 +3,14 @@ benchmark killed with its machine leaves a csv that `--restore-from` continues f
 
 from __future__ import annotations
 
-import csv
-import io
-import math
 from pathlib import Path
 from typing import Callable
 
 
 def write_rows(path: Path, rows: list[dict], columns: list[str]) -> Path:
-    from ..utils.io import atomic_write_text
+    from .results import write_csv
 
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{r[k]:.6g}" if isinstance(r.get(k), float) and not math.isnan(r[k]) else
-                        "" if isinstance(r.get(k), float) else r.get(k, "")) for k in columns})
-    atomic_write_text(path, buf.getvalue())
-    return path
+    return write_csv(path, rows, columns)
 
 
 def row_key(row: dict) -> tuple:

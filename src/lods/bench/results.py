@@ -62,14 +62,16 @@ def failed_row(job: dict, status: str) -> dict:
     return row_from_metrics(job, None, status, 0.0)
 
 
-def write_csv(path: Path, rows: list[dict]) -> Path:
+def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) -> Path:
+    """Write `rows` atomically as a csv of `columns` (default: the quality benchmark's COLUMNS)."""
     from ..utils.io import atomic_write_text
 
+    columns = COLUMNS if columns is None else columns
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: csv_value(r.get(k, "")) for k in COLUMNS})
+        w.writerow({k: csv_value(r.get(k, "")) for k in columns})
     atomic_write_text(path, buf.getvalue())
     return path
 
