@@ -54,16 +54,19 @@ def test_learned_embedding_starts_at_the_negative_prompt(prior):
     assert build_guidance("lods-embedding", prior, PROMPT, GuidanceConfig(embedding_lr=1e-3)).param_groups()[0]["lr"] == 1e-3
 
 
-def test_loss_learned_is_the_denoising_loss_on_detached_renders(prior):
-    g = build_guidance("lods-embedding", prior, PROMPT)
+@pytest.mark.parametrize("draws", [1, 3])
+def test_loss_learned_is_the_denoising_loss_on_detached_renders(prior, draws):
+    g = build_guidance("lods-embedding", prior, PROMPT, GuidanceConfig(learned_draws=draws))
     z = torch.rand(2, 3, 32, 32) * 2 - 1
     t, noise = torch.tensor([100, 200]), torch.randn(2, 3, 32, 32)
     out = g.forward_latents(z, None, 0, t=t, noise=noise, generator=torch.Generator().manual_seed(9))
-    gen = torch.Generator().manual_seed(9)  # same draws: t' then ε'
-    t_p = torch.randint(0, 1000, (2,), generator=gen)
-    noise_p = torch.randn(2, 3, 32, 32, generator=gen)
+    gen = torch.Generator().manual_seed(9)  # same draws: t' then ε', `draws` per render
+    n = 2 * draws
+    t_p = torch.randint(0, 1000, (n,), generator=gen)
+    noise_p = torch.randn(n, 3, 32, 32, generator=gen)
+    z_p = z.repeat(draws, 1, 1, 1)
     with torch.no_grad():
-        pred = prior.predict_noise(prior.add_noise(z, noise_p, t_p), t_p, g.embedding.expand(2, -1, -1))
+        pred = prior.predict_noise(prior.add_noise(z_p, noise_p, t_p), t_p, g.embedding.expand(n, -1, -1))
     torch.testing.assert_close(out["loss_learned"].detach(), F.mse_loss(pred, noise_p))
 
 
@@ -106,7 +109,8 @@ def test_default_scales_and_overrides(prior):
 
 @pytest.mark.parametrize(
     "bad", [dict(guidance_scale=0.0), dict(guidance_scale=-3.0), dict(min_step_percent=0.9, max_step_percent=0.5),
-            dict(grad_clip=0.0), dict(embedding_lr=-1.0), dict(lora_lr=0.0), dict(camera_dropout=1.0)]
+            dict(grad_clip=0.0), dict(embedding_lr=-1.0), dict(lora_lr=0.0), dict(camera_dropout=1.0),
+            dict(learned_draws=0), dict(learned_draws=2, shared_draw=True), dict(lora_targets="convs")]
 )
 def test_bad_config_is_user_error(prior, bad):
     with pytest.raises(UserError):

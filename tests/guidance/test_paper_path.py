@@ -70,6 +70,13 @@ def test_baseline_reference_settings_in_the_paper_preset():
 def test_method_switches_parse_and_reject_unknown():
     assert split_method("lods-embedding+shared_draw") == ("lods-embedding", {"shared_draw": True})
     assert split_method("sds") == ("sds", {})
+    assert split_method("lods-lora+lora_targets=all+lora_lr=3e-4+learned_draws=4") == (
+        "lods-lora", {"lora_targets": "all", "lora_lr": 3e-4, "learned_draws": 4})
+    assert split_method("sds+grad_clip=none") == ("sds", {"grad_clip": None})
+    with pytest.raises(UserError, match="bad value"):
+        split_method("lods-embedding+learned_draws=many")
+    with pytest.raises(UserError, match="unknown switch"):
+        split_method("lods-embedding+shared_draw=1")  # a boolean takes no value
     with pytest.raises(UserError, match="unknown switch"):
         split_method("sds+warp_speed")
     assert split_method("lods-embedding+no_time_offset") == ("lods-embedding", {"method_options": {"time_offset": False}})

@@ -102,3 +102,22 @@ def test_save_load_roundtrip(folder, tmp_path):
     torch.testing.assert_close(got, want)
     with pytest.raises(ValueError, match="do not match"):
         lora.load_lora_state(other.unet, name2, {"bogus": torch.zeros(1)})
+
+
+def test_all_targets_adapt_every_resnet_and_take_per_sample_scales(folder):
+    prior = Prior.load(str(folder))
+    z, t, emb = _inputs(prior)
+    name = lora.add_lora(prior.unet, "lods", targets="all")
+    adapted = {n.split(".lora_A.")[0] for n, _ in prior.unet.named_parameters() if f".lora_A.{name}." in n}
+    resnet_convs = {n for n, m in prior.unet.named_modules() if n.endswith((".conv1", ".conv2")) and ".resnets." in n}
+    assert resnet_convs and resnet_convs <= adapted  # every resolution, not only attention
+    _randomize(prior.unet, name)
+    with torch.no_grad():
+        base = prior.predict_noise(z, t, emb)
+        at05 = prior.predict_noise(z, t, emb, lora_scale=0.5, adapter=name)
+        mixed = prior.predict_noise(z, t, emb, lora_scale=torch.tensor([0.0, 0.5]), adapter=name)
+    torch.testing.assert_close(mixed[:1], base[:1])
+    torch.testing.assert_close(mixed[1:], at05[1:])
+    assert (at05 - base).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="unknown LoRA targets"):
+        lora.add_lora(prior.unet, "x", targets="convs")

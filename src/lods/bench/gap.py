@@ -203,7 +203,7 @@ def check_vocabulary(prior: str | None, prompts: list[str]) -> None:
 
 # ---------------------------------------------------------------------------------------------- jobs
 def _slug_dir(gc: GapConfig, entry: GridEntry, backbone: str, seed: int, slug: str) -> Path:
-    group = entry.label.replace("@", "-s").replace("+", "_") + ("" if gc.dims == "2d" else f"-{backbone}") + f"-seed{seed}"
+    group = entry.label.replace("@", "-s").replace("+", "_").replace("=", "-") + ("" if gc.dims == "2d" else f"-{backbone}") + f"-seed{seed}"
     return Path(gc.out) / "runs" / gc.dims / group / slug
 
 

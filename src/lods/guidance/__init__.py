@@ -33,27 +33,48 @@ def guidance_class(name: str) -> type[Guidance]:
     return GUIDANCES[name]
 
 
+def _parse_value(field: str, type_name: str, raw: str, spec: str):
+    """`raw` as the field's declared type ("int", "float", "str", "X | None": none → None)."""
+    base, optional = type_name.split(" | ")[0].strip(), type_name.endswith("| None")
+    if optional and raw.lower() == "none":
+        return None
+    try:
+        return {"int": int, "float": float, "str": str}[base](raw)
+    except (KeyError, ValueError):
+        raise UserError(f"bad value {raw!r} for {field} ({type_name}) in method {spec!r}") from None
+
+
 def split_method(spec: str) -> tuple[str, dict]:
-    """A benchmark's method spec, `NAME[+SWITCH...]`: a guidance and boolean settings switched on (a GuidanceConfig
-    field or a field of the method's `Options`; `no_X` switches X off), e.g. "lods-embedding+shared_draw" →
-    ("lods-embedding", {"shared_draw": True}), "lods-embedding+no_time_offset" → ("lods-embedding",
-    {"method_options": {"time_offset": False}}). Apply them with `apply_switches`."""
+    """A benchmark's method spec, `NAME[+SWITCH...]`: a guidance and settings changed from the preset (a
+    GuidanceConfig field or a field of the method's `Options`). A switch is a boolean `X` (on) or `no_X` (off),
+    or `X=VALUE` for a number or a word, e.g. "lods-embedding+shared_draw" → ("lods-embedding",
+    {"shared_draw": True}), "lods-embedding+no_time_offset" → ("lods-embedding", {"method_options":
+    {"time_offset": False}}), "lods-lora+lora_targets=all+lora_lr=3e-4". Apply them with `apply_switches`."""
     import dataclasses
 
     name, *switches = spec.split("+")
     klass = guidance_class(name)
-    flags = {f.name for f in dataclasses.fields(GuidanceConfig) if f.type in (bool, "bool")}
-    options = {f.name for f in dataclasses.fields(klass.Options) if f.type in (bool, "bool")} if klass.Options else set()
+    skip = ("method_options", "guidance_scale")  # the scale is the entry's @S
+    config_fields = {f.name: str(f.type) for f in dataclasses.fields(GuidanceConfig) if f.name not in skip}
+    option_fields = {f.name: str(f.type) for f in dataclasses.fields(klass.Options)} if klass.Options else {}
     out: dict = {}
     for switch in switches:
-        field, value = (switch[3:], False) if switch.startswith("no_") else (switch, True)
-        if field in flags:
-            out[field] = value
-        elif field in options:
-            out.setdefault("method_options", {})[field] = value
+        if "=" in switch:
+            field, raw = switch.split("=", 1)
+            value = None
         else:
-            known = sorted(flags | options)
-            raise UserError(f"unknown switch {switch!r} in method {spec!r}; switches: {', '.join(known)} (no_X: off)")
+            field, value = (switch[3:], False) if switch.startswith("no_") else (switch, True)
+        kind = config_fields.get(field, option_fields.get(field))
+        if kind is None or (value is not None) != (kind == "bool"):
+            known = sorted(f for f, k in {**config_fields, **option_fields}.items() if k == "bool")
+            raise UserError(f"unknown switch {switch!r} in method {spec!r}; switches: {', '.join(known)} (no_X: off), "
+                            "or FIELD=VALUE for a setting")
+        if value is None:
+            value = _parse_value(field, kind, raw, spec)
+        if field in config_fields:
+            out[field] = value
+        else:
+            out.setdefault("method_options", {})[field] = value
     return name, out
 
 

@@ -35,8 +35,10 @@ class GuidanceConfig:
     vsd_lr: float = 1e-4  # VSD's LoRA and camera MLP
     weight_decay: float = 0.0
     lora_rank: int = 4
+    lora_targets: str = "attention"  # LoRA layers (LODS-LoRA, VSD): "attention" (the reference) or "all" (+ ResNet convs)
     lora_scale_uncond: float = 0.5  # LODS-LoRA: adapter scale of the learned unconditional branch
     camera_dropout: float = 0.1  # VSD: probability of dropping the camera (for the whole batch) while training the LoRA
+    learned_draws: int = 1  # LODS: (t', ε') draws per step and image for loss_learned (their mean); >1 costs a bigger pass
     shared_draw: bool = False  # LODS: loss_learned reuses the distillation draw (t, ε): one grad-enabled pass serves both
     learned_grad_scale: float | None = None  # backward scale of the learnable part's loss (None: 1024 for fp16, else 1)
     perp_neg: bool = False  # Perp-Neg: the other views' prompts as negatives, their perpendicular part (prompts.py)
@@ -57,6 +59,12 @@ class GuidanceConfig:
                 raise UserError(f"{name} must be positive")
         if self.lora_rank < 1:
             raise UserError("lora_rank must be at least 1")
+        if self.learned_draws < 1:
+            raise UserError(f"learned_draws must be at least 1, got {self.learned_draws}")
+        if self.shared_draw and self.learned_draws != 1:
+            raise UserError("shared_draw reuses the distillation draw: it needs learned_draws = 1")
+        if self.lora_targets not in ("attention", "all"):
+            raise UserError(f"lora_targets must be 'attention' or 'all', got {self.lora_targets!r}")
         if not 0.0 <= self.camera_dropout < 1.0:
             raise UserError("camera_dropout must lie in [0, 1)")
         if self.learned_grad_scale is not None and not (0 < self.learned_grad_scale < float("inf")):

@@ -1,7 +1,8 @@
 """LODS core shared by its two variants (docs/algorithm.md, "LODS — the method").
 
 grad = w(t) [ε(z_t; y) + ((1-s)/s) ε_ψ(z_t; ∅_learned) - ε/s]   (s = ∞: exactly w(t) [ε(z_t; y) - ε_ψ(z_t; ∅)])
-loss_learned = mean((ε_ψ(z'_t'; ∅_learned, t') - ε')²) on z' = stopgrad(z), fresh t' ~ U{0..N-1} and ε'.
+loss_learned = mean((ε_ψ(z'_t'; ∅_learned, t') - ε')²) on z' = stopgrad(z), fresh t' ~ U{0..N-1} and ε'
+(`learned_draws` such draws per image, averaged; 1 in the reference).
 The branches of `grad` run under no_grad, so loss_distill sends nothing to the learnable part ψ.
 
 `shared_draw` (an option, off by default; not the reference): loss_learned reuses the distillation draw (t, ε), so
@@ -64,8 +65,9 @@ class LODS(Guidance):
                 if self.config.perp_neg:
                     eps_y = self.perp_neg_conditional(z_t, t, cameras)
                 grad = lods_grad(eps_y, eps_learned, noise, self.guidance_scale, self.weight(t))
-            t_p, noise_p = self.draw_prior(z, generator)
-            z_p = self.prior.add_noise(z.detach(), noise_p, t_p)
+            z_p = z.detach().repeat(self.config.learned_draws, *[1] * (z.dim() - 1))
+            t_p, noise_p = self.draw_prior(z_p, generator)
+            z_p = self.prior.add_noise(z_p, noise_p, t_p)
             loss_learned = F.mse_loss(self.learned_unconditional(z_p, t_p), noise_p)
         loss_learned = self.scale_learned_backward(loss_learned)
         return self.finish(z, grad, t, loss_learned=loss_learned)

@@ -1,4 +1,4 @@
-"""LODS-LoRA: a rank-4 LoRA on the UNet's attention projections is the learned unconditional branch.
+"""LODS-LoRA: a rank-4 LoRA on the UNet (attention projections, or all layers) is the learned unconditional branch.
 
 The conditional branch runs at adapter scale 0 (the pretrained model); the unconditional branch and loss_learned
 at `lora_scale_uncond` (0.5), conditioned on the negative prompt, with no camera input. One UNet in memory.
@@ -22,7 +22,8 @@ class LODSLoRA(LODS):
 
     def __init__(self, prior, prompt, config=None):
         super().__init__(prior, prompt, config)
-        self.adapter = lora.add_lora(prior.unet, "lods", rank=self.config.lora_rank)
+        self.adapter = lora.add_lora(prior.unet, "lods", rank=self.config.lora_rank,
+                                     targets=self.config.lora_targets)
         self.lora_params = nn.ParameterList(lora.lora_parameters(prior.unet, self.adapter))  # shared, for state_dict
 
     def branches(self, z_t, t, cond):

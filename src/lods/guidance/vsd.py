@@ -29,7 +29,8 @@ class VSD(Guidance):
 
     def __init__(self, prior, prompt, config=None):
         super().__init__(prior, prompt, config)
-        self.adapter = lora.add_lora(prior.unet, "vsd", rank=self.config.lora_rank)
+        self.adapter = lora.add_lora(prior.unet, "vsd", rank=self.config.lora_rank,
+                                     targets=self.config.lora_targets)
         self.lora_params = nn.ParameterList(lora.lora_parameters(prior.unet, self.adapter))  # shared, for state_dict
         width = prior.unet.time_embedding.linear_2.out_features
         self.camera_mlp = nn.Sequential(nn.Linear(16, width), nn.SiLU(), nn.Linear(width, width)).to(prior.device)

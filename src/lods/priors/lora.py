@@ -15,6 +15,10 @@ from pathlib import Path
 import torch
 
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+# Which layers an adapter adapts. "attention": the projections of every attention block (the reference LoRA;
+# on the embedded prior only its 8² and 4² blocks have attention). "all": those plus both 3×3 convolutions of
+# every ResNet block, which reach every resolution.
+LORA_TARGET_SETS = {"attention": LORA_TARGETS, "all": LORA_TARGETS + ("conv1", "conv2")}
 
 
 def adapter_names(unet) -> list[str]:
@@ -29,23 +33,28 @@ def _lora_layers(unet):
 
 def _set_scale(unet, name: str, scale) -> None:
     """`scale` a float, or a (B,) tensor: one scale per sample of the next call (batch-first inputs)."""
-    if torch.is_tensor(scale):
-        scale = scale.reshape(-1, 1, 1)
     for layer in _lora_layers(unet):
-        layer.set_scale(name, scale)
+        if torch.is_tensor(scale):  # broadcast over (B, tokens, C) for linear layers, (B, C, H, W) for convolutions
+            conv = isinstance(layer.get_base_layer(), torch.nn.Conv2d)
+            layer.set_scale(name, scale.reshape(-1, 1, 1, 1) if conv else scale.reshape(-1, 1, 1))
+        else:
+            layer.set_scale(name, scale)
 
 
-def add_lora(unet, name: str, rank: int = 4, alpha: float | None = None) -> str:
-    """Add a rank-`rank` LoRA on every attention projection; returns its (unique) name. As the reference LoRA
-    layer: down-projection from N(0, std 1/rank), up-projection zero (peft's init_lora_weights="gaussian")."""
+def add_lora(unet, name: str, rank: int = 4, alpha: float | None = None, targets: str = "attention") -> str:
+    """Add a rank-`rank` LoRA on the layers of `targets` (a key of LORA_TARGET_SETS); returns its (unique) name.
+    As the reference LoRA layer: down-projection from N(0, std 1/rank), up-projection zero (peft's
+    init_lora_weights="gaussian")."""
     from peft import LoraConfig
 
+    if targets not in LORA_TARGET_SETS:
+        raise ValueError(f"unknown LoRA targets {targets!r}; choose from {sorted(LORA_TARGET_SETS)}")
     existing = adapter_names(unet)
     unique, k = name, 1
     while unique in existing:
         unique, k = f"{name}_{k}", k + 1
     config = LoraConfig(
-        r=rank, lora_alpha=alpha if alpha is not None else rank, target_modules=list(LORA_TARGETS), init_lora_weights="gaussian"
+        r=rank, lora_alpha=alpha if alpha is not None else rank, target_modules=list(LORA_TARGET_SETS[targets]), init_lora_weights="gaussian"
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*multiple adapters.*")  # intended: adapters share one UNet
