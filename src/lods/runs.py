@@ -64,14 +64,31 @@ def identity_of(config) -> dict:
     return {"identity": ident, "config_digest": digest, "config": flat}
 
 
-def differences(recorded: dict, current: dict) -> list[str]:
-    """`key: recorded -> current` for every field that differs (fields only one side has included)."""
+def _same(a, b) -> bool:
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+def differences(recorded: dict, current: dict, added_defaults: dict | None = None) -> list[str]:
+    """`key: recorded -> current` for every field that differs (fields only one side has included), except a
+    field the recording lacks whose current value is its default in `added_defaults`: a setting added since the
+    run was recorded, left as it was, changes nothing."""
+    added_defaults = added_defaults or {}
     out = []
     for k in sorted(set(recorded) | set(current), key=lambda k: (k.count("."), k)):
         a, b = recorded.get(k, "<unset>"), current.get(k, "<unset>")
-        if json.dumps(a, sort_keys=True, default=str) != json.dumps(b, sort_keys=True, default=str):
+        if k not in recorded and k in added_defaults and _same(b, added_defaults[k]):
+            continue
+        if not _same(a, b):
             out.append(f"{k}: {a!r} -> {b!r}")
     return out
+
+
+def config_defaults(config) -> dict:
+    """The flattened fields of a default instance of `config`'s class ({} where it has no default instance)."""
+    try:
+        return identity_of(type(config)())["config"]
+    except TypeError:
+        return {}
 
 
 class RunDir:
@@ -224,7 +241,7 @@ class RunDir:
                 raise UserError(f"--resume: {self.path} is not a run folder (no {RUN_FILE} or config.yaml)")
             recorded_flat = identity_of(old)["config"]
         if config is not None:
-            diff = differences(recorded_flat, identity_of(config)["config"])
+            diff = differences(recorded_flat, identity_of(config)["config"], config_defaults(config))
             if diff:
                 shown = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
                 raise UserError(f"--resume: the flags contradict the run in {self.path}: {shown} "

@@ -129,6 +129,13 @@ def test_tiny_2d_benchmark_files_columns_and_resume(world_prior, tmp_path):
     (out / "runs" / "2d" / "sds-s30-seed0" / "a-cube" / "gap.json").unlink()
     with pytest.raises(UserError, match=r"a-cube holds a run made with other settings \(steps"):
         run_gap(GapConfig(**{**gc.__dict__, "steps": 4}))
+    # a run scored before a guidance setting existed, rerun with that setting at its default: still done
+    gap_file = out / "runs" / "2d" / "sds-s30-seed1" / "a-cube" / "gap.json"
+    data = json.loads(gap_file.read_text())
+    del data["settings"]["guidance_config"]["learned_draws"]
+    gap_file.write_text(json.dumps(data))
+    rows = {r["run_dir"]: r["status"] for r in run_gap(gc)["rows"]}
+    assert rows[str(gap_file.parent)] == "done before"
 
 
 def test_tiny_3d_job(world_prior, tmp_path):
@@ -182,6 +189,10 @@ def test_restore_from_a_csv_continues_on_a_new_folder(world_prior, tmp_path):
         {k: old[k] for k in COLUMNS if k not in ("status", "run_dir")}
     gap = json.loads((second / "runs" / "2d" / "sds-s30-seed0" / "a-cube" / "gap.json").read_text())
     assert gap["restored_from"] == str(first / "results.csv")
+    # the same folder again, with or without --restore-from: the restored job stays done, nothing is refused
+    for restore_from in (str(first / "results.csv"), None):
+        again = run_gap(GapConfig(**{**gc.__dict__, "seeds": 2, "out": str(second), "restore_from": restore_from}))
+        assert [r["status"] for r in again["rows"]] == ["done before", "done before"]
     # a row of other settings (steps) is not taken: the job runs
     third = run_gap(GapConfig(**{**gc.__dict__, "steps": 3, "out": str(tmp_path / "third"),
                                  "restore_from": str(first / "results.csv")}))

@@ -125,3 +125,23 @@ def test_old_lambda_names_resume(prior_folder, tmp_path):
     old.steps = 3
     metrics = run_loop(old, LoopHooks(), resume=True)
     assert metrics["resumed_from_step"] == 2 and "loss_distill" in metrics["final_losses"]
+
+
+def test_a_setting_added_since_the_run_was_recorded_resumes_at_its_default(prior_folder, tmp_path):
+    """A folder recorded before `learned_draws` existed resumes; setting it to another value is refused."""
+    import json
+
+    out = tmp_path / "run"
+    run_loop(tiny_config(prior_folder, out, steps=2), LoopHooks())
+    record = json.loads((out / "run.json").read_text())
+    del record["config"]["guidance_config.learned_draws"]
+    (out / "run.json").write_text(json.dumps(record))
+    (out / "config.yaml").write_text("".join(line for line in (out / "config.yaml").read_text().splitlines(True)
+                                             if "learned_draws" not in line))
+    changed = loop.load_run_config(out)
+    changed.steps, changed.guidance_config.learned_draws = 3, 2
+    with pytest.raises(UserError, match="learned_draws"):
+        run_loop(changed, LoopHooks(), resume=True)
+    old = loop.load_run_config(out)
+    old.steps = 3
+    assert run_loop(old, LoopHooks(), resume=True)["resumed_from_step"] == 2

@@ -258,20 +258,28 @@ def check_existing(job: dict) -> None:
         return check_generate(job)
     from .gap_jobs import settings_2d
 
+    from ..guidance import GuidanceConfig
+    from ..runs import differences, flatten
+
     new = settings_2d(cfg)
     if gap.exists():
-        old = json.loads(gap.read_text()).get("settings", {})
+        data = json.loads(gap.read_text())
+        if "settings" not in data and "restored_from" in data:
+            return  # restored from a csv row of the same job key (gap_restore.py)
+        old = data.get("settings", {})
     elif (gap.parent / "config.yaml").exists():  # a run not yet scored: compare with distill2d's own config
         import yaml
 
         old = yaml.safe_load((gap.parent / "config.yaml").read_text()) or {}
         new = {k: new[k] for k in ("prompt", "guidance", "steps", "seed")}
+        old = {k: old.get(k) for k in new}
     else:
         return
-    diffs = [k for k in new if old.get(k) != new[k]]
+    added = flatten({"guidance_config": dataclasses.asdict(GuidanceConfig())})  # settings added since a run was scored, at their default
+    diffs = differences(flatten(old), flatten(new), added)
     if diffs:
-        raise UserError(f"{gap.parent} holds a run made with other settings ({diffs[0]}: {old.get(diffs[0])!r} "
-                        f"there, {new[diffs[0]]!r} now); choose another --out, or delete that folder")
+        raise UserError(f"{gap.parent} holds a run made with other settings ({diffs[0]}, there -> now); "
+                        "choose another --out, or delete that folder")
 
 
 # ---------------------------------------------------------------------------------------------- rows
