@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..errors import UserError
+from ..errors import Interrupted, UserError
 from ..pipelines.run_config import GenerateConfig
 
 COLUMNS = ["index", "prompt", "status", "seconds", "wall_seconds", "steps", "resumed_from_step", "psnr", "ssim",
@@ -102,7 +102,7 @@ def run_prompt(job: dict, prior=None) -> dict:
         with isolated_adapters(prior):
             metrics = run_generate(cfg, resume=resume, prior=prior)
         status = "resumed" if resume else "ok"
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):  # a stop signal stops the benchmark; it is not a failed run
         raise
     except Exception as e:  # noqa: BLE001 - a failed prompt is a result; the others go on
         text = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..errors import UserError
+from ..errors import Interrupted, UserError
 from .gap_report import NOT_RUN
 from .stats import INF_CFG, cfg_label
 
@@ -312,7 +312,7 @@ def run_gap_job(job: dict) -> dict:
 
         atomic_write_json(gap, data)
         return row_from_scores(job, data, status)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):  # a stop signal stops the benchmark; it is not a failed run
         raise
     except Exception as e:  # noqa: BLE001 - a failed run is a result; the others go on
         text = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""

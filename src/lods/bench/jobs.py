@@ -11,7 +11,7 @@ import json
 import time
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import Interrupted, UserError
 from .config import BenchConfig
 from .results import row_from_metrics
 from .stats import cfg_label
@@ -111,7 +111,7 @@ def run_job(job: dict, prior=None) -> dict:
         else:  # a folder stopped before its first checkpoint starts over (RunDir checks it under its lock)
             metrics = run_generate(cfg, prior=prior)
             status = "ok"
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):  # a stop signal stops the benchmark; it is not a failed run
         raise
     except Exception as e:  # noqa: BLE001 - a failed run is a result; the others go on
         text = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""

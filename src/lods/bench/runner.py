@@ -18,29 +18,57 @@ def worker_init(threads: int = 1) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def _stop_workers(pool) -> None:
+    """SIGTERM to every worker: each run checkpoints at its next step and stops (a later rerun resumes it)."""
+    import signal
+
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):  # the executor's live workers
+        if proc.is_alive():
+            os.kill(proc.pid, signal.SIGTERM)
+
+
 def run_in_processes(fn: Callable[[dict], dict], jobs: list[dict], workers: int, threads: int,
                      crashed: Callable[[dict, BaseException], dict], landed: Callable[[dict, dict], None]) -> list[dict]:
     """`fn(job)` for every job (each with an "index") in `workers` processes; rows in job order. A worker that dies
-    gives `crashed(job, error)`; `landed(job, row)` is called as each row arrives."""
+    gives `crashed(job, error)`; `landed(job, row)` is called as each row arrives. SIGINT or SIGTERM to this process
+    (or a worker's run stopped by one) stops every worker's run at a checkpoint and raises here."""
     import multiprocessing as mp
+    import signal
+    import threading
     from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from ..errors import Interrupted
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt
 
     rows: list = [None] * len(jobs)
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=worker_init,
                                initargs=(threads,))
+    main = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, on_signal) if main else None
+    futures: dict = {}
     try:
         futures = {pool.submit(fn, job): job for job in jobs}
         for fut in as_completed(futures):
             job = futures[fut]
             try:
                 row = fut.result()
+            except Interrupted:
+                raise
             except Exception as e:  # noqa: BLE001 - a crashed worker (killed, out of memory)
                 row = crashed(job, e)
             rows[job["index"]] = row
             landed(job, row)
-    except KeyboardInterrupt:
-        pool.shutdown(wait=False, cancel_futures=True)
+    except (KeyboardInterrupt, Interrupted):
+        for fut in futures:
+            fut.cancel()
+        _stop_workers(pool)
+        pool.shutdown(wait=True, cancel_futures=True)
         raise
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, old_term)
     pool.shutdown(wait=True)
     return rows
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from ..config import apply_sets
-from ..errors import UserError
+from ..errors import Interrupted, UserError
 from .common import apply_flags
 
 
@@ -49,7 +49,7 @@ def generate_batch(prompts: Path, flags: dict, out: Path | None, workers: int, b
     on_row = None if quiet else (lambda row, done, total: typer.echo(progress_line(row, done, total), err=True))
     try:
         result = run_batch(bc, on_row=on_row)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         typer.echo("lods: interrupted; rerun the same command to continue (finished prompts are skipped, unfinished "
                    "ones resume from their last checkpoint)", err=True)
         raise typer.Exit(130) from None

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ..errors import UserError
+from ..errors import Interrupted, UserError
 from .common import PRIOR_HELP, check_device
 
 METHODS_HELP = "Comma-separated methods: sds, csd, lods-embedding, lods-lora, vsd, ism, sdi, nfsd, asd."
@@ -52,7 +52,7 @@ def _run_quality_like(bc, name: str, options: dict, quiet: bool) -> None:
     on_row = None if quiet else (lambda row, done, total: typer.echo(echo_row(row, done, total), err=True))
     try:
         result = run_bench(bc, on_row=on_row, message=lambda text: typer.echo(f"lods: {text}", err=True))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         typer.echo("lods: interrupted; rerun the same command to continue (finished runs are kept, unfinished ones "
                    "resume from their last checkpoint)", err=True)
         raise typer.Exit(130) from None

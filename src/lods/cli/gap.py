@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..bench.gap import DEFAULT_GRID
-from ..errors import UserError
+from ..errors import Interrupted, UserError
 
 GRID_HELP = ("Comma-separated method@scale entries; a bare method keeps its preset's scale (CSD has none), inf is 1e6, "
              "a method may carry switches (lods-embedding+shared_draw@1000).")
@@ -63,7 +63,7 @@ def gap(
     on_row = None if quiet else (lambda row, done, total: typer.echo(_echo(row, done, total), err=True))
     try:
         result = run_gap(gc, on_row=on_row)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         typer.echo("lods: interrupted; rerun the same command to continue (finished runs are kept)", err=True)
         raise typer.Exit(130) from None
     failed = sum(1 for r in result["rows"] if str(r["status"]).startswith("failed"))

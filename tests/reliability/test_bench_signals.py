@@ -1,0 +1,36 @@
+"""A stop signal to a benchmark stops the benchmark: it is not recorded as a failed run, and a rerun continues."""
+
+import csv
+import os
+import signal
+import time
+
+import pytest
+
+from conftest import spawn
+
+
+def wait_for_a_running_job(out, proc, timeout=120.0) -> bool:
+    t0 = time.time()
+    while not list(out.glob("runs/2d/*/*/.lock")):
+        if proc.poll() is not None or time.time() - t0 > timeout:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_to_a_benchmark_stops_it_and_records_no_failure(prior, tmp_path, workers):
+    out = tmp_path / "gap"
+    args = ("bench", "gap", "--dims", "2d", "--grid", "sds@30", "--prompts", tmp_path / "prompts.txt", "--seeds", 2,
+            "--steps", 100000, "--prior", prior, "--workers", workers, "--out", out)
+    (tmp_path / "prompts.txt").write_text("a cube\n")
+    p = spawn(*args)
+    assert wait_for_a_running_job(out, p), p.communicate()
+    time.sleep(0.5)
+    os.kill(p.pid, signal.SIGTERM)  # the main process only, as `kill PID` or `pkill -f` does
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    rows = list(csv.DictReader((out / "results.csv").open())) if (out / "results.csv").exists() else []
+    assert not [r for r in rows if r["status"].startswith("failed")]
