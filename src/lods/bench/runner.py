@@ -47,7 +47,6 @@ def run_in_processes(fn: Callable[[dict], dict], jobs: list[dict], workers: int,
                                initargs=(threads,))
     main = threading.current_thread() is threading.main_thread()
     old_term = signal.signal(signal.SIGTERM, on_signal) if main else None
-    futures: dict = {}
     try:
         futures = {pool.submit(fn, job): job for job in jobs}
         for fut in as_completed(futures):
@@ -61,8 +60,6 @@ def run_in_processes(fn: Callable[[dict], dict], jobs: list[dict], workers: int,
             rows[job["index"]] = row
             landed(job, row)
     except (KeyboardInterrupt, Interrupted):
-        for fut in futures:
-            fut.cancel()
         _stop_workers(pool)
         pool.shutdown(wait=True, cancel_futures=True)
         raise

@@ -33,15 +33,17 @@ def guidance_class(name: str) -> type[Guidance]:
     return GUIDANCES[name]
 
 
-def _parse_value(field: str, type_name: str, raw: str, spec: str):
-    """`raw` as the field's declared type ("int", "float", "str", "X | None": none → None)."""
-    base, optional = type_name.split(" | ")[0].strip(), type_name.endswith("| None")
-    if optional and raw.lower() == "none":
-        return None
+def _parse_value(owner: type, field: str, switch: str, spec: str):
+    """A `FIELD=VALUE` switch's value, parsed and type-checked as `--set` does (config.apply_sets)."""
+    from ..config import apply_sets
+    from ..errors import ConfigError
+
+    if switch.split("=", 1)[1].lower() == "none":
+        switch = f"{field}=null"  # `none` spells no value, as in Python
     try:
-        return {"int": int, "float": float, "str": str}[base](raw)
-    except (KeyError, ValueError):
-        raise UserError(f"bad value {raw!r} for {field} ({type_name}) in method {spec!r}") from None
+        return getattr(apply_sets(owner(), [switch]), field)
+    except ConfigError as e:
+        raise UserError(f"bad value in {switch!r} of method {spec!r}: {e}") from None
 
 
 def split_method(spec: str) -> tuple[str, dict]:
@@ -60,8 +62,7 @@ def split_method(spec: str) -> tuple[str, dict]:
     out: dict = {}
     for switch in switches:
         if "=" in switch:
-            field, raw = switch.split("=", 1)
-            value = None
+            field, value = switch.split("=", 1)[0], None
         else:
             field, value = (switch[3:], False) if switch.startswith("no_") else (switch, True)
         kind = config_fields.get(field, option_fields.get(field))
@@ -70,7 +71,7 @@ def split_method(spec: str) -> tuple[str, dict]:
             raise UserError(f"unknown switch {switch!r} in method {spec!r}; switches: {', '.join(known)} (no_X: off), "
                             "or FIELD=VALUE for a setting")
         if value is None:
-            value = _parse_value(field, kind, raw, spec)
+            value = _parse_value(GuidanceConfig if field in config_fields else klass.Options, field, switch, spec)
         if field in config_fields:
             out[field] = value
         else:
