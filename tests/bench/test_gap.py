@@ -3,6 +3,7 @@ one tiny 3D job; files, columns, resuming."""
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -151,6 +152,13 @@ def test_tiny_3d_job(world_prior, tmp_path):
         assert row[key] != "", key
     assert (out / "plots" / "grid_a-cube.png").exists()
     assert [r["status"] for r in run_gap(gc)["rows"]] == ["done before"]
+
+    # the time column is the run's own record (every step, across resumes), not a copy in gap.json that may be wrong
+    metrics = json.loads((Path(row["run_dir"]) / "metrics.json").read_text())
+    gap_file = Path(row["run_dir"]) / "gap.json"
+    gap_file.write_text(json.dumps({**json.loads(gap_file.read_text()), "seconds": float("nan")}))
+    (again,) = run_gap(gc)["rows"]
+    assert float(again["seconds"]) == pytest.approx(metrics["seconds"]) and metrics["seconds"] > 0
 
 
 def test_the_prompt_sets_use_only_words_the_embedded_prior_reads():

@@ -110,8 +110,13 @@ def test_quality_bench_writes_results_summary_plots_and_resumes(world_prior, tmp
     again = {(r["method"], r["prompt"]): r for r in read(out / "results.csv")}
     assert done.stat().st_mtime_ns == stamp
     assert again[("sds", rows[0]["prompt"])]["status"] == "done before"
-    assert again[("lods-embedding", rows[0]["prompt"])]["status"] == "resumed"
+    resumed = again[("lods-embedding", rows[0]["prompt"])]
+    assert resumed["status"] == "resumed"
     assert (unfinished / "metrics.json").exists()
+    # a run resumed at its last step keeps the time of all its steps (it counted none before 2026-12-04)
+    m = json.loads((unfinished / "metrics.json").read_text())
+    assert m["resumed_from_step"] == m["steps"] and m["seconds_per_step"] == pytest.approx(m["seconds"] / m["steps"])
+    assert float(resumed["seconds"]) == pytest.approx(m["seconds"]) and m["seconds"] > 0
     assert sum(r["status"] == "done before" for r in again.values()) == 3
 
     # other settings into the same folder: refused, not silently mixed

@@ -22,6 +22,7 @@ from typing import Callable
 
 from ..errors import Interrupted, UserError
 from .gap_report import NOT_RUN
+from .results import recorded_seconds
 from .stats import INF_CFG, cfg_label
 
 DIMS = ("2d", "3d")
@@ -294,6 +295,8 @@ def empty_row(job: dict, status: str) -> dict:
 def row_from_scores(job: dict, data: dict, status: str) -> dict:
     row = empty_row(job, status)
     row.update({k: data[k] for k in COLUMNS if k in data and data[k] is not None})
+    if job["dims"] == "3d":  # the run's own record: gap.json files before 2026-12-04 mis-timed resumed runs
+        row["seconds"] = recorded_seconds(job["config"].out, row["seconds"])
     return row
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from pathlib import Path
 
@@ -13,6 +14,14 @@ COLUMNS = [
     "seconds", "seconds_per_step", "wall_seconds", "steps", "loss_distill", "loss_learned", "resumed_from_step", "status",
     "run_dir",
 ]
+
+
+def recorded_seconds(run_dir: Path, default=None):
+    """A finished run's time from its metrics.json (every step, across resumes); `default` without one."""
+    try:
+        return float(json.loads((Path(run_dir) / "metrics.json").read_text())["seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return default
 
 
 def uses_cfg(method: str) -> bool:
@@ -46,12 +55,8 @@ def row_from_metrics(job: dict, metrics: dict | None, status: str, wall: float) 
     steps = int(metrics.get("steps", cfg.steps))
     row["resumed_from_step"] = start
     row["steps"] = steps
-    if start == 0:
-        row["seconds"] = float(metrics["seconds"])
-        row["seconds_per_step"] = float(metrics["seconds_per_step"])
-    elif start < steps:  # resumed: the time of the part run now, extrapolated to the whole run
-        row["seconds_per_step"] = float(metrics["seconds_per_step"])
-        row["seconds"] = row["seconds_per_step"] * steps
+    row["seconds"] = float(metrics["seconds"])  # every step's time, across resumes (runs.Stopwatch)
+    row["seconds_per_step"] = row["seconds"] / max(1, steps)
     losses = metrics.get("final_losses") or {}
     row["loss_distill"] = float(losses.get("loss_distill", losses.get("loss_sds", math.nan)))  # loss_sds: runs before issue 12
     row["loss_learned"] = float(losses.get("loss_learned", losses.get("loss_prior", math.nan)))

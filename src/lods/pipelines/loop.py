@@ -248,7 +248,7 @@ def finish(cfg: GenerateConfig, scene: Scene3D, prior, history: list, seconds: f
         "guidance": cfg.guidance,
         "steps": cfg.steps,
         "seconds": seconds,
-        "seconds_per_step": seconds / max(1, cfg.steps - start),
+        "seconds_per_step": seconds / max(1, cfg.steps),  # seconds count every step, across resumes
         "resumed_from_step": start,
         "final_losses": final_losses,
         "outputs": outputs,
