@@ -2,11 +2,15 @@
 
     python scripts/gap_tables.py runs/gap2d/results.csv
     python scripts/gap_tables.py runs/gap3d/results.csv --entries sds@7.5,sds@30,vsd@7.5,lods-embedding@1000
+    python scripts/gap_tables.py runs/gap-headline/results.csv --baseline sds@7.5 --time-seeds 0,2
 
-Prints two Markdown tables: per grid entry, mean ± std over prompts × seeds of the finished runs, split by prompt
+Prints Markdown tables: per grid entry, mean ± std over prompts × seeds of the finished runs, split by prompt
 kind (ambiguous, specified), with diversity (mean over ambiguous prompts of the distinct nearest completions its
 seeds reach); then, on every colourless prompt, the saturation of each seed's result and its nearest completion's
 colour. PSNR and IoU (best of the completion set) are shown for 3D results only: in 2D they are only indicative.
+With --baseline, a third table: each entry minus the baseline on the same prompt, seed and backbone (mean ± standard
+error, and on how many pairs the entry is better). --time-seeds: the seeds whose runs the time column averages (e.g.
+those that ran on otherwise idle cores).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import statistics
 
 from lods.bench.results import read_csv
 from lods.bench.stats import mean_std as _mean_std
-from lods.bench.stats import metric_value
+from lods.bench.stats import metric_value, paired_difference
 from lods.evaluate.set_metrics import diversity as set_diversity
 from lods.evaluate.set_metrics import prompt_spec
 
@@ -38,7 +42,7 @@ def diversity(rows: list[dict]) -> float | None:
     return statistics.mean(reached) if reached else None
 
 
-def entry_table(rows: list[dict], entries: list[str], three_d: bool) -> list[str]:
+def entry_table(rows: list[dict], entries: list[str], three_d: bool, time_seeds: set[str] | None = None) -> list[str]:
     kinds = {"ambiguous": ["realism", "judge_confidence", "saturation", "abs_saturation_error"],
              "specified": ["realism", "judge_confidence"]}
     if three_d:
@@ -57,7 +61,7 @@ def entry_table(rows: list[dict], entries: list[str], three_d: bool) -> list[str
                 d = diversity(part)
                 cells.append("–" if d is None else f"{d:.2f}")
         cells.append(mean_std((metric_value(r, "learned_fit") for r in sel), 1))
-        secs, _, n = _mean_std(metric_value(r, "seconds") for r in sel)
+        secs, _, n = _mean_std(metric_value(r, "seconds") for r in sel if time_seeds is None or r["seed"] in time_seeds)
         cells.append(f"{secs:.0f}" if n else "–")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -77,19 +81,49 @@ def colourless_table(rows: list[dict], entries: list[str]) -> list[str]:
     return lines
 
 
+PAIRED = [("realism", "Δ realism ↓", False, 3), ("abs_saturation_error", "Δ abs. sat. error ↓", False, 3),
+          ("psnr", "Δ PSNR (dB) ↑", True, 2), ("judge_confidence", "Δ judge conf. ↑", True, 3)]
+
+
+def paired_table(rows: list[dict], entries: list[str], baseline: str, three_d: bool) -> list[str]:
+    base = {(r["prompt"], r["seed"], r["backbone"]): r for r in rows if r["method"] == baseline}
+    if not base:
+        raise SystemExit(f"no finished run of the baseline {baseline}")
+    metrics = [m for m in PAIRED if three_d or m[0] != "psnr"]
+    head = ["entry", "pairs"] + [c for _, name, _, _ in metrics for c in (name, "better")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for entry in entries:
+        pairs = [(r, base[key]) for r in rows if r["method"] == entry
+                 for key in [(r["prompt"], r["seed"], r["backbone"])] if key in base]
+        if entry == baseline or not pairs:
+            continue
+        cells = [entry, str(len(pairs))]
+        for m, _, higher, digits in metrics:
+            p = paired_difference(pairs, m, higher)
+            cells += ["–", "–"] if p is None else [f"{p.mean:+.{digits}f} ± {p.stderr:.{digits}f}", f"{p.better}/{p.n}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("results", help="a results.csv written by `lods bench gap`")
     ap.add_argument("--entries", help="comma-separated grid entries for the colourless table (default: all)")
+    ap.add_argument("--baseline", help="a grid entry: add the table of paired differences against it")
+    ap.add_argument("--time-seeds", help="comma-separated seeds whose runs the time column averages (default: all)")
     args = ap.parse_args()
     rows = [r for r in read_csv(args.results) if r["status"] in FINISHED]
     if not rows:
         raise SystemExit(f"no finished run in {args.results}")
     entries = list(dict.fromkeys(r["method"] for r in rows))
     three_d = rows[0]["dims"] == "3d"
-    print("\n".join(entry_table(rows, entries, three_d)))
+    time_seeds = set(args.time_seeds.split(",")) if args.time_seeds else None
+    print("\n".join(entry_table(rows, entries, three_d, time_seeds)))
     print()
     print("\n".join(colourless_table(rows, args.entries.split(",") if args.entries else entries)))
+    if args.baseline:
+        print()
+        print("\n".join(paired_table(rows, entries, args.baseline, three_d)))
 
 
 if __name__ == "__main__":

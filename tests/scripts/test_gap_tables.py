@@ -14,7 +14,7 @@ def _row(method, prompt, kind, seed, nearest, saturation, realism, dims="3d", st
     row = {c: "" for c in COLUMNS}
     row.update(dims=dims, method=method, prompt=prompt, kind=kind, seed=seed, nearest_completion=nearest,
                saturation=saturation, saturation_error=-saturation, realism=realism, judge_confidence=1.0,
-               psnr=20.0, iou=0.5, seconds=10, status=status, **extra)
+               psnr=20.0, iou=0.5, status=status, **{"seconds": 10, **extra})
     return row
 
 
@@ -53,6 +53,29 @@ def test_tables_from_a_known_results_csv(tmp_path):
     cube = next(line for line in lines if line.startswith("| a cube |"))
     assert "0.10 (gray), 0.30 (gray)" in cube and "0.70 (blue), 0.60 (green)" in cube
     assert not any(line.startswith("| a red cube |") for line in lines)  # a coloured prompt has no row there
+
+
+def test_paired_table_and_time_seeds(tmp_path):
+    rows = [
+        _row("sds@7.5", "a cube", "ambiguous", 0, "a gray cube", 0.1, 0.02, seconds=10),
+        _row("sds@7.5", "a cube", "ambiguous", 1, "a gray cube", 0.3, 0.04, seconds=30),
+        _row("lods-embedding@1000", "a cube", "ambiguous", 0, "a blue cube", 0.7, 0.10, seconds=20),
+        _row("lods-embedding@1000", "a cube", "ambiguous", 1, "a green cube", 0.6, 0.20, seconds=60),
+        _row("lods-embedding@1000", "a cone", "ambiguous", 0, "a red cone", 0.6, 0.20),  # no baseline run: no pair
+    ]
+    _write(tmp_path / "results.csv", rows)
+    proc = _run(tmp_path / "results.csv", "--baseline", "sds@7.5", "--time-seeds", "0")
+    assert proc.returncode == 0, proc.stderr
+    entry_block, _, paired_block = (block.splitlines() for block in proc.stdout.strip().split("\n\n"))
+    assert len(paired_block) == 3  # head, rule, one entry: none for the baseline itself
+    paired = paired_block[2].split(" | ")
+    assert paired[:2] == ["| lods-embedding@1000", "2"]
+    assert paired[2:4] == ["+0.120 ± 0.040", "0/2"]  # realism: +0.08 and +0.16, both worse
+    assert paired[4:6] == ["+0.450 ± 0.150", "0/2"]  # abs. saturation error: 0.7 − 0.1 and 0.6 − 0.3
+    entry_rows = {line.split(" | ")[0]: line for line in entry_block[2:]}
+    assert entry_rows["| sds@7.5"].endswith("| 10 |")  # the time column: seed 0 only
+    assert entry_rows["| lods-embedding@1000"].endswith("| 15 |")
+    assert _run(tmp_path / "results.csv", "--baseline", "vsd@7.5").returncode != 0
 
 
 def test_no_finished_run_is_an_error(tmp_path):
