@@ -27,3 +27,20 @@ def test_trains_exports_and_resumes_exactly(tmp_path):
     assert prior.vocabulary is not None and "cube" in prior.vocabulary
     eps = prior.predict_noise(torch.zeros(1, 3, 32, 32), torch.tensor([500]), prior.encode_text(["a red cube"]))
     assert eps.shape == (1, 3, 32, 32) and torch.isfinite(eps).all()
+
+
+def test_cross_attention_from_16_trains_exports_and_loads(tmp_path):
+    import pytest
+
+    cfg = tiny(tmp_path / "c16", 2)
+    cfg.cross_attention_from = 16
+    train_prior(cfg)
+    prior = Prior.load(str(tmp_path / "c16" / "prior"))
+    assert type(prior.unet.down_blocks[1]).__name__ == "CrossAttnDownBlock2D"
+    again = tiny(tmp_path / "c16", 4)  # resuming it with the other architecture is refused, with one clear message
+    with pytest.raises(ValueError, match="cross_attention_from 16, not 8"):
+        train_prior(again)
+    bad = tiny(tmp_path / "bad", 2)
+    bad.cross_attention_from = 12
+    with pytest.raises(ValueError, match="choose one of"):
+        train_prior(bad)

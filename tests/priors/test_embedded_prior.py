@@ -1,5 +1,6 @@
 """The embedded prior's conditioning path and its warm start from an earlier prior."""
 
+import pytest
 import torch
 
 from lods.priors import embedded
@@ -64,3 +65,35 @@ def test_warm_start_keeps_every_old_weight_and_adds_a_word(tmp_path):
 def test_the_pooled_path_starts_live():
     unet = embedded.build_unet(seed=0)
     assert unet.add_embedding.norm2.weight.abs().min() > 0  # not a zero gain that training would leave near zero
+
+
+@torch.no_grad()
+def test_cross_attention_from_16_reaches_the_16px_blocks():
+    x, t = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)), torch.tensor([500])
+    a = torch.randn(1, embedded.CONTEXT_LENGTH, embedded.TEXT_WIDTH, generator=torch.Generator().manual_seed(1))
+    b = torch.randn(1, embedded.CONTEXT_LENGTH, embedded.TEXT_WIDTH, generator=torch.Generator().manual_seed(2))
+    for level in (8, 16):
+        unet = embedded.build_unet(seed=0, pooled_text=False, cross_attention_from=level)
+        seen = []  # the 16² block's first skip output (after its attention, when it has one)
+        hook = unet.down_blocks[1].register_forward_hook(lambda m, i, o: seen.append(o[1][0]))
+        unet(x, t, encoder_hidden_states=a)
+        unet(x, t, encoder_hidden_states=b)
+        hook.remove()
+        assert seen[0].shape[-1] == 16
+        assert bool((seen[0] - seen[1]).abs().max() > 1e-4) == (level == 16)  # without it the text stops at 8²
+    with pytest.raises(ValueError, match="choose one of"):
+        embedded.build_unet(cross_attention_from=12)
+
+
+@torch.no_grad()
+def test_warm_start_into_cross_attention_from_16_adds_only_the_16px_attention(tmp_path):
+    tok = embedded.build_tokenizer(VOCABULARY)
+    unet_old = embedded.build_unet(seed=1)
+    embedded.save_prior_folder(tmp_path / "v2", unet_old, embedded.build_text_encoder(tok, seed=1), tok,
+                               embedded.build_scheduler(), dtype=torch.float32)
+    unet = embedded.build_unet(seed=2, cross_attention_from=16)
+    report = embedded.warm_start(unet, embedded.build_text_encoder(tok, seed=2), tok, tmp_path / "v2")
+    new = report["new_unet_tensors"]
+    assert new and all(k.startswith(("down_blocks.1.attentions.", "up_blocks.2.attentions.")) for k in new)
+    state_old, state_new = unet_old.state_dict(), unet.state_dict()
+    assert all(torch.equal(state_old[k], state_new[k]) for k in state_old)

@@ -32,6 +32,8 @@ def prior_train(
     vary: bool = typer.Option(True, help="Render the training set with the world's shade and light variance."),
     attribute_dropout: bool = typer.Option(True, help="Drop colours / shapes from captions at the world's rates."),
     pooled_text: bool = typer.Option(True, help="Add the pooled text embedding to the timestep embedding (prior v2)."),
+    cross_attention_from: int = typer.Option(8, help="The finest level with cross-attention to the text: 8 (8² and "
+                                             "4², priors v1 and v2), 16 (about 1.5× the step cost) or 32 (about 9×)."),
     quiet: bool = typer.Option(False, help=QUIET_HELP),
 ):
     """Train (or resume) the embedded prior on renders of the world."""
@@ -41,7 +43,8 @@ def prior_train(
     config = TrainPriorConfig(out=str(out), steps=steps, batch_size=batch_size, lr=lr, data_scenes=data_scenes, seed=seed,
                               checkpoint_every=checkpoint_every, time_limit_min=time_limit, workers=workers,
                               init_from=str(init_from) if init_from else "", warmup_steps=warmup_steps, vary=vary,
-                              attribute_dropout=attribute_dropout, pooled_text=pooled_text)
+                              attribute_dropout=attribute_dropout, pooled_text=pooled_text,
+                              cross_attention_from=cross_attention_from)
     if init_from is not None and not (init_from / "unet").is_dir():
         raise UserError(f"--init-from {init_from}: not a prior folder (no unet/ inside)")
     try:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import UserError
 from ..utils.io import atomic_write_json, load_checkpoint, optimizer_from_tensors, optimizer_to_tensors, save_checkpoint
 from ..world.captions import drop_attributes
 from ..world.dataset import WorldRenders, render_world
@@ -50,6 +51,7 @@ class TrainPriorConfig:
     attribute_dropout: bool = True  # drop colours / shapes from captions at the world's rates
     vary: bool = True  # render the training set with the world's shade and light variance
     pooled_text: bool = True  # the pooled text embedding added to the timestep embedding (priors/embedded.py)
+    cross_attention_from: int = 8  # the finest level with cross-attention: 8 (priors v1, v2), 16 or 32
     init_from: str = ""  # an exported prior folder to warm-start from ("" = from scratch)
 
     def validate(self) -> None:
@@ -59,6 +61,8 @@ class TrainPriorConfig:
             raise ValueError("caption dropout must lie in [0, 1) and view suffix probability in [0, 1]")
         if self.lr <= 0 or not 0 < self.ema_decay < 1:
             raise ValueError("lr must be positive and ema decay in (0, 1)")
+        if self.cross_attention_from not in embedded.CROSS_ATTENTION_FROM:
+            raise ValueError(f"cross-attention from {self.cross_attention_from}²: choose one of {embedded.CROSS_ATTENTION_FROM}")
 
 
 def _step_generator(seed: int, step: int) -> torch.Generator:
@@ -80,7 +84,8 @@ def train_prior(cfg: TrainPriorConfig, progress=None) -> dict:
 
     tokenizer = embedded.build_tokenizer(VOCABULARY)
     text_encoder = embedded.build_text_encoder(tokenizer, seed=cfg.seed)
-    unet = embedded.build_unet(seed=cfg.seed, sample_size=cfg.size, pooled_text=cfg.pooled_text)
+    unet = embedded.build_unet(seed=cfg.seed, sample_size=cfg.size, pooled_text=cfg.pooled_text,
+                               cross_attention_from=cfg.cross_attention_from)
     scheduler = embedded.build_scheduler()
     warm = embedded.warm_start(unet, text_encoder, tokenizer, Path(cfg.init_from)) if cfg.init_from else None
     params = list(unet.parameters()) + list(text_encoder.parameters())
@@ -94,6 +99,11 @@ def train_prior(cfg: TrainPriorConfig, progress=None) -> dict:
     history: list[dict] = []
     if ckpt_path.exists():
         tensors, meta = load_checkpoint(ckpt_path)
+        made = meta.get("config") or {}
+        for key, default in (("pooled_text", True), ("cross_attention_from", 8)):  # the architecture of the run
+            if made.get(key, default) != getattr(cfg, key):
+                raise UserError(f"{out} holds a prior trained with {key} {made.get(key, default)}, not "
+                                 f"{getattr(cfg, key)}: give the same setting, or another --out")
         for i, p in enumerate(params):
             p.data.copy_(tensors[f"param/{i}"])
             ema[i].copy_(tensors[f"ema/{i}"])

@@ -1,6 +1,7 @@
 """The embedded prior's architecture: Stable Diffusion's classes at a size a CPU can train and run.
 
-A pixel-space UNet2DConditionModel at 32² (cross-attention at 8² and 4²; the text embedding, pooled, is also
+A pixel-space UNet2DConditionModel at 32² (cross-attention at 8² and 4², or from 16² or at every level as options of
+`build_unet`; the text embedding, pooled, is also
 added to the timestep embedding — diffusers' `addition_embed_type="text"` — so that it reaches every ResNet block
 at every resolution), a CLIPTextModel over the world's closed word vocabulary with a fixed 24-token context
 (padding gives a learned null embedding room, as SD's 77 tokens do), and a DDPM scheduler. Saved in the diffusers folder layout, so `Prior.load` reads it as it
@@ -15,6 +16,8 @@ import shutil
 from pathlib import Path
 
 import torch
+
+from ..errors import UserError
 
 EMBEDDED_PRIOR_DIR = Path(__file__).resolve().parent.parent / "assets" / "prior"
 
@@ -65,13 +68,21 @@ def build_text_encoder(tokenizer, seed: int = 0):
     return CLIPTextModel(config)
 
 
-def build_unet(seed: int = 0, sample_size: int = 32, pooled_text: bool = True):
+CROSS_ATTENTION_FROM = (8, 16, 32)  # the finest level (at 32² samples) whose blocks cross-attend to the text
+
+
+def build_unet(seed: int = 0, sample_size: int = 32, pooled_text: bool = True, cross_attention_from: int = 8):
     """`pooled_text`: add the pooled text embedding to the timestep embedding, at full strength from the start (its
     last LayerNorm keeps weight 1). A zero-initialised gain would keep a warm-started UNet's function at step 0, but
     the denoising loss, which cross-attention already serves, barely grows it, and a learned null embedding can then
-    move the timestep embedding only by that gain (measured: |gain| ≈ 0.001 after 100 fine-tuning steps)."""
+    move the timestep embedding only by that gain (measured: |gain| ≈ 0.001 after 100 fine-tuning steps).
+    `cross_attention_from`: cross-attention at the 8² and 4² levels (8: priors v1 and v2), from 16², or at every
+    level (32). Per training step 16 costs about 1.5× and 32 about 9× (scripts/bench_prior_arch.py)."""
     from diffusers import UNet2DConditionModel
 
+    if cross_attention_from not in CROSS_ATTENTION_FROM:
+        raise ValueError(f"cross-attention from {cross_attention_from}²: choose one of {CROSS_ATTENTION_FROM}")
+    attends = [32 >> level <= cross_attention_from for level in range(4)]  # levels 32², 16², 8², 4²
     torch.manual_seed(seed)
     extra = {"addition_embed_type": "text", "addition_embed_type_num_heads": 4} if pooled_text else {}
     unet = UNet2DConditionModel(
@@ -80,8 +91,8 @@ def build_unet(seed: int = 0, sample_size: int = 32, pooled_text: bool = True):
         out_channels=3,
         block_out_channels=(32, 64, 128, 128),
         layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        down_block_types=tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attends),
+        up_block_types=tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attends)),
         cross_attention_dim=TEXT_WIDTH,
         attention_head_dim=32,
         norm_num_groups=16,
@@ -100,7 +111,8 @@ def warm_start(unet, text_encoder, tokenizer, folder: Path) -> dict:
     old_unet = load_file(folder / "unet" / "diffusion_pytorch_model.safetensors")
     missing, unexpected = unet.load_state_dict({k: v.float() for k, v in old_unet.items()}, strict=False)
     if unexpected:
-        raise ValueError(f"{folder} is not an earlier embedded prior: its UNet has {len(unexpected)} unknown tensors, e.g. {unexpected[0]}")
+        raise UserError(f"{folder} is not an earlier embedded prior of this layout or a smaller one: its UNet has "
+                        f"{len(unexpected)} tensors this one lacks, e.g. {unexpected[0]}")
     own = set(text_encoder.state_dict())
     old_text = {}
     for k, v in load_file(folder / "text_encoder" / "model.safetensors").items():  # either naming of transformers
@@ -121,7 +133,7 @@ def warm_start(unet, text_encoder, tokenizer, folder: Path) -> dict:
                 new_words.append(word)
     missing_text, unexpected_text = text_encoder.load_state_dict(old_text, strict=False)
     if unexpected_text or [k for k in missing_text if k != key]:
-        raise ValueError(f"{folder}: its text encoder does not match this one's shape")
+        raise UserError(f"{folder}: its text encoder does not match this one's shape")
     return {"new_unet_tensors": sorted(missing), "new_words": sorted(new_words)}
 
 
