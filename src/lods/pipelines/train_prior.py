@@ -100,9 +100,10 @@ def train_prior(cfg: TrainPriorConfig, progress=None) -> dict:
     if ckpt_path.exists():
         tensors, meta = load_checkpoint(ckpt_path)
         made = meta.get("config") or {}
-        for key, default in (("pooled_text", True), ("cross_attention_from", 8)):  # the architecture of the run
-            if made.get(key, default) != getattr(cfg, key):
-                raise UserError(f"{out} holds a prior trained with {key} {made.get(key, default)}, not "
+        for key in ("pooled_text", "cross_attention_from"):  # the architecture; runs before a field: its default
+            recorded = made.get(key, getattr(TrainPriorConfig, key))
+            if recorded != getattr(cfg, key):
+                raise UserError(f"{out} holds a prior trained with {key} {recorded}, not "
                                  f"{getattr(cfg, key)}: give the same setting, or another --out")
         for i, p in enumerate(params):
             p.data.copy_(tensors[f"param/{i}"])
