@@ -120,6 +120,28 @@ def test_prior_eval_on_a_tiny_budget(prior, tmp_path, lods):
     assert code == 2 and len(err) == 1
 
 
+def test_prior_eval_coverage_alone(prior, tmp_path, lods):
+    from lods.evaluate.prior_eval import completion_coverage
+    from lods.priors.prior import Prior
+    from lods.world.judge import Judge
+
+    out = tmp_path / "coverage.json"
+    code, _, err = lods("prior", "eval", "--prior", prior, "--cfg", "3", "--n", "0", "--coverage", "3", "--steps", "2",
+                        "--out", out)
+    assert code == 0, err
+    result = json.loads(out.read_text())
+    assert list(result) == ["coverage"]  # --n 0: no prompt table
+    by_prompt = {c["prompt"]: c for c in result["coverage"]}
+    assert set(by_prompt) == {"a cube", "a red object"}
+    assert (by_prompt["a cube"]["open"], by_prompt["a cube"]["values"]) == ("color", 8)
+    assert (by_prompt["a red object"]["open"], by_prompt["a red object"]["values"]) == ("shape", 6)
+    for c in by_prompt.values():
+        assert c["cfg"] == 3.0 and sum(c["counts"].values()) == 3
+        assert c["covered"] == sum(v > 0 for v in c["counts"].values())
+    with pytest.raises(ValueError, match="nothing to cover"):
+        completion_coverage(Prior.load(prior), Judge.load(None), "a red cube", n=1, steps=1)
+
+
 def test_set_reads_exponents_and_inf_as_numbers():
     # YAML 1.1 reads `1e-2` and `inf` as text; a float field takes the number they spell
     from lods.config import apply_sets

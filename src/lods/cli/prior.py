@@ -89,7 +89,7 @@ def prior_sample(
 def prior_eval(
     prior: Optional[str] = typer.Option(None, help=PRIOR_HELP),
     cfg: list[float] = typer.Option([5.0, 1.0], "--cfg", help="CFG scales to evaluate (repeat the option)."),
-    n: int = typer.Option(2, help="Samples per prompt."),
+    n: int = typer.Option(2, help="Samples per prompt (0: only the --coverage counts)."),
     steps: int = typer.Option(25, help="DDIM steps."),
     seed: int = typer.Option(0),
     device: str = typer.Option("cpu", help=DEVICE_HELP),
@@ -105,13 +105,13 @@ def prior_eval(
     from ..utils.io import atomic_write_json
     from ..world.judge import Judge
 
-    if n <= 0 or steps <= 0 or not all(0 < c < math.inf for c in cfg):
-        raise UserError("--n and --steps must be positive and every --cfg positive and finite")
+    if n < 0 or (n == 0 and coverage <= 0) or steps <= 0 or not all(0 < c < math.inf for c in cfg):
+        raise UserError("--n (0 only with --coverage) and --steps must be positive and every --cfg positive and finite")
     p = Prior.load(prior, device=check_device(device))
     if p.vocabulary is None:
         raise UserError("prior eval needs a world prior (its judge only knows the world)")
     reader = Judge.load(judge)
-    result = evaluate_prior(p, reader, scales=tuple(cfg), n_per_prompt=n, steps=steps, seed=seed)
+    result = evaluate_prior(p, reader, scales=tuple(cfg), n_per_prompt=n, steps=steps, seed=seed) if n > 0 else {}
     if coverage > 0:
         from ..evaluate.prior_eval import COVERAGE_PROMPTS, completion_coverage
 
