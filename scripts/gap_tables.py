@@ -10,13 +10,15 @@ seeds reach); then, on every colourless prompt, the saturation of each seed's re
 colour. PSNR and IoU (best of the completion set) are shown for 3D results only: in 2D they are only indicative.
 With --baseline, a third table: each entry minus the baseline on the same prompt, seed and backbone (mean ± standard
 error, and on how many pairs the entry is better). --time-seeds: the seeds whose runs the time column averages (e.g.
-those that ran on otherwise idle cores).
+those that ran on otherwise idle cores). --prompts FILE: only the runs of the prompts listed there (e.g. the 3DGS
+headline on the NeRF subset's prompts).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+from pathlib import Path
 
 from lods.bench.results import read_csv
 from lods.bench.stats import mean_std as _mean_std
@@ -111,8 +113,13 @@ def main() -> None:
     ap.add_argument("--entries", help="comma-separated grid entries for the colourless table (default: all)")
     ap.add_argument("--baseline", help="a grid entry: add the table of paired differences against it")
     ap.add_argument("--time-seeds", help="comma-separated seeds whose runs the time column averages (default: all)")
+    ap.add_argument("--prompts", help="a prompt file (one per line, # comments): only these prompts' runs")
     args = ap.parse_args()
     rows = [r for r in read_csv(args.results) if r["status"] in FINISHED]
+    if args.prompts:
+        lines = (line.strip() for line in Path(args.prompts).read_text().splitlines())
+        wanted = {line for line in lines if line and not line.startswith("#")}
+        rows = [r for r in rows if r["prompt"] in wanted]
     if not rows:
         raise SystemExit(f"no finished run in {args.results}")
     entries = list(dict.fromkeys(r["method"] for r in rows))

@@ -76,6 +76,10 @@ def test_paired_table_and_time_seeds(tmp_path):
     assert entry_rows["| sds@7.5"].endswith("| 10 |")  # the time column: seed 0 only
     assert entry_rows["| lods-embedding@1000"].endswith("| 15 |")
     assert _run(tmp_path / "results.csv", "--baseline", "vsd@7.5").returncode != 0
+    (tmp_path / "prompts.txt").write_text("# only the cone\na cone\n")
+    only_cone = _run(tmp_path / "results.csv", "--prompts", tmp_path / "prompts.txt").stdout
+    cone_rows = {line.split(" | ")[0]: line.split(" | ") for line in only_cone.split("\n\n")[0].splitlines()[2:]}
+    assert list(cone_rows) == ["| lods-embedding@1000"] and cone_rows["| lods-embedding@1000"][1] == "1"
 
 
 def test_no_finished_run_is_an_error(tmp_path):
