@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from pathlib import Path
 
+from lods.bench.gap import read_prompts
 from lods.bench.results import read_csv
 from lods.bench.stats import mean_std as _mean_std
 from lods.bench.stats import metric_value, paired_difference
+from lods.errors import UserError
 from lods.evaluate.set_metrics import diversity as set_diversity
 from lods.evaluate.set_metrics import prompt_spec
 
@@ -117,8 +118,10 @@ def main() -> None:
     args = ap.parse_args()
     rows = [r for r in read_csv(args.results) if r["status"] in FINISHED]
     if args.prompts:
-        lines = (line.strip() for line in Path(args.prompts).read_text().splitlines())
-        wanted = {line for line in lines if line and not line.startswith("#")}
+        try:
+            wanted = set(read_prompts(args.prompts))  # the format `lods bench gap --prompts` reads
+        except UserError as e:
+            raise SystemExit(str(e)) from None
         rows = [r for r in rows if r["prompt"] in wanted]
     if not rows:
         raise SystemExit(f"no finished run in {args.results}")
