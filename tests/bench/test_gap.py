@@ -62,6 +62,12 @@ def test_read_prompts(tmp_path):
     assert read_prompts(f) == ["a cube", "a red cube"]
     with pytest.raises(UserError, match="no such file"):
         read_prompts(tmp_path / "missing.txt")
+    (tmp_path / "empty.txt").write_text("# only a comment\n\n")
+    with pytest.raises(UserError, match="holds no prompts"):
+        read_prompts(tmp_path / "empty.txt")
+    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00a cube")
+    with pytest.raises(UserError, match="cannot read"):
+        read_prompts(tmp_path / "binary.txt")
 
 
 def test_learned_loss_reads_either_key():

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import Interrupted, UserError
+from .batch import read_prompts  # one prompt-file format for `bench batch` and `bench gap`
 from .gap_report import NOT_RUN
 from .results import recorded_seconds
 from .stats import INF_CFG, cfg_label
@@ -104,15 +105,6 @@ def headline_prompts() -> list[str]:
         objs[j] = ObjectSpec(objs[j].shape, None) if i % 2 == 0 else ObjectSpec(None, objs[j].color)
         ambiguous.append(PromptSpec(tuple(objs), spec.context, spec.relation).caption())
     return list(dict.fromkeys(ambiguous + specified))
-
-
-def read_prompts(path: str | Path) -> list[str]:
-    """One prompt a line; blank lines and lines starting with # are skipped."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"--prompts: no such file: {path}")
-    lines = [s.strip() for s in path.read_text(encoding="utf-8").splitlines()]
-    return list(dict.fromkeys(s for s in lines if s and not s.startswith("#")))
 
 
 def prompt_kind(prompt: str) -> tuple[str, str]:
