@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from lods.bench.gap import read_prompts
+from lods.bench.batch import read_prompts
 from lods.bench.results import read_csv
 from lods.bench.stats import mean_std as _mean_std
 from lods.bench.stats import metric_value, paired_difference

@@ -60,6 +60,14 @@ def test_read_prompts(tmp_path):
         read_prompts(tmp_path / "empty.txt")
     with pytest.raises(UserError, match="no such file"):
         read_prompts(tmp_path / "missing.txt")
+    f.write_text("# a comment\na cube\n\na red cube\na cube\n")
+    assert read_prompts(f) == ["a cube", "a red cube"]
+    (tmp_path / "comment.txt").write_text("# only a comment\n\n")
+    with pytest.raises(UserError, match="holds no prompts"):
+        read_prompts(tmp_path / "comment.txt")
+    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00a cube")
+    with pytest.raises(UserError, match="cannot read"):
+        read_prompts(tmp_path / "binary.txt")
 
 
 def test_three_prompts_one_load_a_failure_in_the_middle_and_a_rerun_skips(prior_folder, tmp_path, count_loads):

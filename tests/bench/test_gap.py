@@ -16,7 +16,6 @@ from lods.bench.gap import (
     headline_prompts,
     parse_grid,
     prompt_kind,
-    read_prompts,
     run_gap,
 )
 from lods.priors.tiny_sd import build_tiny_world_prior
@@ -54,20 +53,6 @@ def test_prompt_sets():
     kinds = [prompt_kind(p) for p in head]
     assert {k for k, _ in kinds} == {"ambiguous", "specified"}
     assert {c for _, c in kinds} == {"single", "surroundings", "multi"}
-
-
-def test_read_prompts(tmp_path):
-    f = tmp_path / "p.txt"
-    f.write_text("# a comment\na cube\n\na red cube\na cube\n")
-    assert read_prompts(f) == ["a cube", "a red cube"]
-    with pytest.raises(UserError, match="no such file"):
-        read_prompts(tmp_path / "missing.txt")
-    (tmp_path / "empty.txt").write_text("# only a comment\n\n")
-    with pytest.raises(UserError, match="holds no prompts"):
-        read_prompts(tmp_path / "empty.txt")
-    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00a cube")
-    with pytest.raises(UserError, match="cannot read"):
-        read_prompts(tmp_path / "binary.txt")
 
 
 def test_learned_loss_reads_either_key():

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import Interrupted, UserError
-from .batch import read_prompts  # one prompt-file format for `bench batch` and `bench gap`
 from .gap_report import NOT_RUN
 from .results import recorded_seconds
 from .stats import INF_CFG, cfg_label
@@ -385,4 +384,4 @@ def run_gap(gc: GapConfig, on_row: Callable[[dict, int, int], None] | None = Non
 
 
 __all__ = ["COLUMNS", "DEFAULT_GRID", "DEFAULT_PROMPTS", "GapConfig", "GridEntry", "headline_prompts",
-           "parse_grid", "plan_jobs", "read_prompts", "run_gap", "run_gap_job"]
+           "parse_grid", "plan_jobs", "run_gap", "run_gap_job"]

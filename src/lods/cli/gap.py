@@ -46,7 +46,8 @@ def gap(
     """  # noqa: E501
     from .common import check_device
     from ..bench.config import parse_list
-    from ..bench.gap import GapConfig, parse_grid, read_prompts, run_gap
+    from ..bench.batch import read_prompts  # the one prompt-file format (bench batch reads it too)
+    from ..bench.gap import GapConfig, parse_grid, run_gap
     from ..bench.gap_report import NOT_RUN
     from ..bench.report import command_line
 
