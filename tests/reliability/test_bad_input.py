@@ -203,3 +203,12 @@ def test_config_with_wrong_types_in_eval(work, lods):
     code, _, err = lods("eval", work)
     assert code == 2 and len(err) == 1 and "steps" in err[0], err
     assert snapshot(work) == before
+
+
+def test_prior_train_vae_from_a_folder_without_an_autoencoder_is_bad_input(tmp_path, lods):
+    (tmp_path / "empty").mkdir()
+    code, _, err = lods("prior", "train", "--out", str(tmp_path / "p"), "--steps", "1", "--data-scenes", "1",
+                        "--vae-from", str(tmp_path / "empty"), "--quiet")
+    one_line(code, err, 2, "not an autoencoder folder")
+    code, _, err = lods("prior", "train-vae", "--out", str(tmp_path / "v"), "--steps", "0", "--quiet")
+    one_line(code, err, 2, "must be positive")

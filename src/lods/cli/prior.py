@@ -1,4 +1,4 @@
-"""`lods prior train|sample|eval`: the embedded prior."""
+"""`lods prior train|train-vae|sample|eval`: the embedded prior."""
 
 from __future__ import annotations
 
@@ -34,6 +34,10 @@ def prior_train(
     pooled_text: bool = typer.Option(True, help="Add the pooled text embedding to the timestep embedding (prior v2)."),
     cross_attention_from: int = typer.Option(8, help="The finest level with cross-attention to the text: 8 (8² and "
                                              "4², priors v1 and v2), 16 (about 1.5× the step cost) or 32 (about 9×)."),
+    vae_from: Optional[Path] = typer.Option(None, help="A trained autoencoder folder (`lods prior train-vae`'s OUT/vae): "
+                                            "train a latent prior (16² × 4 latents) that ships it in vae/."),
+    data_from: Optional[Path] = typer.Option(None, help="A folder holding the rendered training set already (an "
+                                             "earlier run's folder), instead of rendering it again."),
     quiet: bool = typer.Option(False, help=QUIET_HELP),
 ):
     """Train (or resume) the embedded prior on renders of the world."""
@@ -44,9 +48,12 @@ def prior_train(
                               checkpoint_every=checkpoint_every, time_limit_min=time_limit, workers=workers,
                               init_from=str(init_from) if init_from else "", warmup_steps=warmup_steps, vary=vary,
                               attribute_dropout=attribute_dropout, pooled_text=pooled_text,
-                              cross_attention_from=cross_attention_from)
+                              cross_attention_from=cross_attention_from, vae_from=str(vae_from) if vae_from else "",
+                              data_from=str(data_from) if data_from else "")
     if init_from is not None and not (init_from / "unet").is_dir():
         raise UserError(f"--init-from {init_from}: not a prior folder (no unet/ inside)")
+    if vae_from is not None and init_from is not None:
+        raise UserError("--init-from warm-starts a pixel prior; a latent prior (--vae-from) starts from scratch")
     try:
         config.validate()
     except ValueError as e:
@@ -59,6 +66,38 @@ def prior_train(
 
         install_prior(out / "prior", EMBEDDED_PRIOR_DIR)
         typer.echo(f"installed as the default prior: {EMBEDDED_PRIOR_DIR}")
+
+
+@app.command("train-vae")
+def prior_train_vae(
+    out: Path = typer.Option(Path("runs/vae"), help="Run folder (checkpoints; the autoencoder in OUT/vae)."),
+    steps: int = typer.Option(3000, help="Total training steps."),
+    batch_size: int = typer.Option(32),
+    lr: float = typer.Option(1e-3),
+    kl_weight: float = typer.Option(1e-6, help="Weight of the KL term against the per-value reconstruction MSE."),
+    data_scenes: int = typer.Option(12000, help="Scenes rendered for the training set (4 views each)."),
+    seed: int = typer.Option(0),
+    checkpoint_every: int = typer.Option(100),
+    time_limit: float = typer.Option(0.0, help="Stop after this many minutes (0: no limit); rerun to resume."),
+    workers: int = typer.Option(2, help="Processes rendering the training set."),
+    data_from: Optional[Path] = typer.Option(None, help="A folder holding the rendered training set already."),
+    quiet: bool = typer.Option(False, help=QUIET_HELP),
+):
+    """Train (or resume) the autoencoder of a latent embedded prior (then `prior train --vae-from OUT/vae`)."""
+    from ..pipelines.train_vae import TrainVaeConfig, train_vae
+    from ..utils.progress import progress_bar
+
+    config = TrainVaeConfig(out=str(out), steps=steps, batch_size=batch_size, lr=lr, kl_weight=kl_weight,
+                            data_scenes=data_scenes, seed=seed, checkpoint_every=checkpoint_every,
+                            time_limit_min=time_limit, workers=workers, data_from=str(data_from) if data_from else "")
+    try:
+        config.validate()
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    with progress_bar("autoencoder", steps, enabled=not quiet) as bar:
+        metrics = train_vae(config, progress=bar)
+    typer.echo(f"step {metrics['step']}: reconstruction {metrics['final_psnr_db']:.1f} dB; scaling factor "
+               f"{metrics['scaling_factor']:.3f}; autoencoder in {out / 'vae'}")
 
 
 @app.command("sample")

@@ -53,6 +53,8 @@ class TrainPriorConfig:
     pooled_text: bool = True  # the pooled text embedding added to the timestep embedding (priors/embedded.py)
     cross_attention_from: int = 8  # the finest level with cross-attention: 8 (priors v1, v2), 16 or 32
     init_from: str = ""  # an exported prior folder to warm-start from ("" = from scratch)
+    data_from: str = ""  # a folder holding this training set's renders already (e.g. an earlier run's folder)
+    vae_from: str = ""  # a trained autoencoder folder (`lods prior train-vae`'s OUT/vae): a latent prior on its latents
 
     def validate(self) -> None:
         if self.steps <= 0 or self.batch_size <= 0 or self.data_scenes <= 0 or self.views_per_scene <= 0:
@@ -65,6 +67,47 @@ class TrainPriorConfig:
             raise ValueError(f"cross-attention from {self.cross_attention_from}²: choose one of {embedded.CROSS_ATTENTION_FROM}")
 
 
+def world_renders(out: Path, cfg, data_from: Path | None = None) -> WorldRenders:
+    """The rendered training set of `cfg`'s data settings: read from `data_from` or `out` when there, else rendered
+    into `out` (a file named by the settings, so runs of other settings never share one)."""
+    name = f"world_{cfg.seed}_{cfg.data_scenes}x{cfg.views_per_scene}_{cfg.size}{'_vary' if cfg.vary else ''}.npz"
+    if data_from is not None:
+        if not (data_from / name).exists():
+            raise UserError(f"--data-from {data_from}: no {name} there (a training set of other settings?)")
+        return WorldRenders.load(data_from / name)
+    if not (out / name).exists():
+        render_world(cfg.data_scenes, cfg.views_per_scene, seed=cfg.seed, size=cfg.size, workers=cfg.workers,
+                     vary=cfg.vary).save(out / name)
+    return WorldRenders.load(out / name)
+
+
+def _load_vae(folder: Path):
+    from diffusers import AutoencoderKL
+
+    if not (folder / "config.json").is_file():
+        raise UserError(f"--vae-from {folder}: not an autoencoder folder (no config.json; `lods prior train-vae` writes OUT/vae)")
+    vae = AutoencoderKL.from_pretrained(folder, use_safetensors=True, torch_dtype=torch.float32)
+    return vae.eval().requires_grad_(False)
+
+
+def _latents(out: Path, cfg, data: WorldRenders, vae) -> torch.Tensor:
+    """The training set's scaled latent means, computed once and cached in `out` beside the renders (named by the
+    autoencoder's weights, so another autoencoder never reads them)."""
+    import hashlib
+
+    from safetensors.torch import load_file, save_file
+
+    from ..priors.embedded_vae import encode_means
+    from ..utils.io import atomic_save
+
+    digest = hashlib.sha256((Path(cfg.vae_from) / "diffusion_pytorch_model.safetensors").read_bytes()).hexdigest()[:12]
+    path = out / f"latents_{cfg.seed}_{cfg.data_scenes}x{cfg.views_per_scene}_{cfg.size}{'_vary' if cfg.vary else ''}_{digest}.safetensors"
+    if not path.exists():
+        z = encode_means(vae, torch.from_numpy(data.images)) * vae.config.scaling_factor
+        atomic_save(path, lambda tmp: save_file({"latents": z.contiguous()}, str(tmp)))
+    return load_file(str(path))["latents"]
+
+
 def _step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
@@ -75,18 +118,16 @@ def train_prior(cfg: TrainPriorConfig, progress=None) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", asdict(cfg))
-    data_path = out / f"world_{cfg.seed}_{cfg.data_scenes}x{cfg.views_per_scene}_{cfg.size}{'_vary' if cfg.vary else ''}.npz"
-    if not data_path.exists():
-        render_world(cfg.data_scenes, cfg.views_per_scene, seed=cfg.seed, size=cfg.size, workers=cfg.workers,
-                     vary=cfg.vary).save(data_path)
-    data = WorldRenders.load(data_path)
-    images = torch.from_numpy(data.images)
+    vae = _load_vae(Path(cfg.vae_from)) if cfg.vae_from else None  # before rendering: a bad folder fails at once
+    data = world_renders(out, cfg, Path(cfg.data_from) if cfg.data_from else None)
+    samples = _latents(out, cfg, data, vae) if vae is not None else torch.from_numpy(data.images)  # what the UNet learns: (N, C, H, W)
 
     tokenizer = embedded.build_tokenizer(VOCABULARY)
     text_encoder = embedded.build_text_encoder(tokenizer, seed=cfg.seed)
-    unet = embedded.build_unet(seed=cfg.seed, sample_size=cfg.size, pooled_text=cfg.pooled_text,
-                               cross_attention_from=cfg.cross_attention_from)
-    scheduler = embedded.build_scheduler()
+    unet = embedded.build_unet(seed=cfg.seed, sample_size=samples.shape[-1], pooled_text=cfg.pooled_text,
+                               cross_attention_from=cfg.cross_attention_from,
+                               latent_channels=samples.shape[1] if vae is not None else 0)
+    scheduler = embedded.build_scheduler(latent=vae is not None)
     warm = embedded.warm_start(unet, text_encoder, tokenizer, Path(cfg.init_from)) if cfg.init_from else None
     params = list(unet.parameters()) + list(text_encoder.parameters())
     ema = [p.detach().clone() for p in params]
@@ -100,7 +141,7 @@ def train_prior(cfg: TrainPriorConfig, progress=None) -> dict:
     if ckpt_path.exists():
         tensors, meta = load_checkpoint(ckpt_path)
         made = meta.get("config") or {}
-        for key in ("pooled_text", "cross_attention_from"):  # the architecture; runs before a field: its default
+        for key in ("pooled_text", "cross_attention_from", "vae_from"):  # the architecture; runs before a field: its default
             recorded = made.get(key, getattr(TrainPriorConfig, key))
             if recorded != getattr(cfg, key):
                 raise UserError(f"{out} holds a prior trained with {key} {recorded}, not "
@@ -129,6 +170,7 @@ def train_prior(cfg: TrainPriorConfig, progress=None) -> dict:
             folder, unet, text_encoder, tokenizer, scheduler,
             extra={"lods_version": __version__, "kind": "world", "vocabulary": list(VOCABULARY), "step": step,
                    "size": cfg.size, "negative_prompt": "", "train_config": asdict(cfg), "warm_start": warm},
+            vae=vae,
         )
         for p, b in zip(params, backup):
             p.data.copy_(b)
@@ -153,7 +195,7 @@ def train_prior(cfg: TrainPriorConfig, progress=None) -> dict:
                 captions.append(f"{text}, {data.views[i]} view")
             else:
                 captions.append(text)
-        x0 = images[idx].float() / 127.5 - 1.0
+        x0 = samples[idx] if vae is not None else samples[idx].float() / 127.5 - 1.0
         t = torch.randint(0, scheduler.config.num_train_timesteps, (cfg.batch_size,), generator=g)
         noise = torch.randn(x0.shape, generator=g)
         xt = scheduler.add_noise(x0, noise, t)

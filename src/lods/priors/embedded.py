@@ -1,6 +1,6 @@
 """The embedded prior's architecture: Stable Diffusion's classes at a size a CPU can train and run.
 
-A pixel-space UNet2DConditionModel at 32² (cross-attention at 8² and 4², or from 16² or at every level as options of
+A pixel-space UNet2DConditionModel at 32² (or, with an autoencoder, a latent one at 16²; cross-attention at 8² and 4², or from 16² or at every level as options of
 `build_unet`; the text embedding, pooled, is also
 added to the timestep embedding — diffusers' `addition_embed_type="text"` — so that it reaches every ResNet block
 at every resolution), a CLIPTextModel over the world's closed word vocabulary with a fixed 24-token context
@@ -71,25 +71,30 @@ def build_text_encoder(tokenizer, seed: int = 0):
 CROSS_ATTENTION_FROM = (8, 16, 32)  # the finest level (at 32² samples) whose blocks cross-attend to the text
 
 
-def build_unet(seed: int = 0, sample_size: int = 32, pooled_text: bool = True, cross_attention_from: int = 8):
+def build_unet(seed: int = 0, sample_size: int = 32, pooled_text: bool = True, cross_attention_from: int = 8,
+               latent_channels: int = 0):
     """`pooled_text`: add the pooled text embedding to the timestep embedding, at full strength from the start (its
     last LayerNorm keeps weight 1). A zero-initialised gain would keep a warm-started UNet's function at step 0, but
     the denoising loss, which cross-attention already serves, barely grows it, and a learned null embedding can then
     move the timestep embedding only by that gain (measured: |gain| ≈ 0.001 after 100 fine-tuning steps).
     `cross_attention_from`: cross-attention at the 8² and 4² levels (8: priors v1 and v2), from 16², or at every
-    level (32). Per training step 16 costs about 1.5× and 32 about 9× (scripts/bench_prior_arch.py)."""
+    level (32). Per training step 16 costs about 1.5× and 32 about 9× (scripts/bench_prior_arch.py).
+    `latent_channels` > 0: a latent UNet on `sample_size`² latents of that many channels (priors/embedded_vae.py), three
+    levels (64, 128, 128 channels), cross-attention from the same resolution."""
     from diffusers import UNet2DConditionModel
 
     if cross_attention_from not in CROSS_ATTENTION_FROM:
         raise ValueError(f"cross-attention from {cross_attention_from}²: choose one of {CROSS_ATTENTION_FROM}")
-    attends = [32 >> level <= cross_attention_from for level in range(4)]  # levels 32², 16², 8², 4²
+    widths = (64, 128, 128) if latent_channels else (32, 64, 128, 128)
+    attends = [sample_size >> level <= cross_attention_from for level in range(len(widths))]  # pixels: 32², …, 4²
+    channels = latent_channels or 3
     torch.manual_seed(seed)
     extra = {"addition_embed_type": "text", "addition_embed_type_num_heads": 4} if pooled_text else {}
     unet = UNet2DConditionModel(
         sample_size=sample_size,
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(32, 64, 128, 128),
+        in_channels=channels,
+        out_channels=channels,
+        block_out_channels=widths,
         layers_per_block=1,
         down_block_types=tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attends),
         up_block_types=tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attends)),
@@ -137,16 +142,18 @@ def warm_start(unet, text_encoder, tokenizer, folder: Path) -> dict:
     return {"new_unet_tensors": sorted(missing), "new_words": sorted(new_words)}
 
 
-def build_scheduler():
+def build_scheduler(latent: bool = False):
     from diffusers import DDPMScheduler
 
-    return DDPMScheduler(
-        num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon", clip_sample=True
+    return DDPMScheduler(  # latents are not bounded: no clipping of x0 there
+        num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon", clip_sample=not latent
     )
 
 
-def save_prior_folder(folder: Path, unet, text_encoder, tokenizer, scheduler, extra: dict | None = None, dtype=torch.float16) -> None:
-    """Write a diffusers-layout folder atomically (a temp folder, then a rename)."""
+def save_prior_folder(folder: Path, unet, text_encoder, tokenizer, scheduler, extra: dict | None = None, dtype=torch.float16,
+                      vae=None) -> None:
+    """Write a diffusers-layout folder atomically (a temp folder, then a rename); `vae` (kept in float32) makes it a
+    latent prior."""
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".tmp")
     if tmp.exists():
@@ -158,6 +165,8 @@ def save_prior_folder(folder: Path, unet, text_encoder, tokenizer, scheduler, ex
     text_encoder.to(torch.float32)
     tokenizer.save_pretrained(tmp / "tokenizer")
     scheduler.save_pretrained(tmp / "scheduler")
+    if vae is not None:
+        vae.save_pretrained(tmp / "vae", safe_serialization=True)
     index = {
         "_class_name": "StableDiffusionPipeline",
         "_diffusers_version": __import__("diffusers").__version__,
@@ -165,7 +174,7 @@ def save_prior_folder(folder: Path, unet, text_encoder, tokenizer, scheduler, ex
         "text_encoder": ["transformers", "CLIPTextModel"],
         "tokenizer": ["transformers", "PreTrainedTokenizerFast"],
         "scheduler": ["diffusers", "DDPMScheduler"],
-        "vae": [None, None],
+        "vae": ["diffusers", "AutoencoderKL"] if vae is not None else [None, None],
         "safety_checker": [None, None],
         "feature_extractor": [None, None],
     }
