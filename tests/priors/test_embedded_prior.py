@@ -97,3 +97,24 @@ def test_warm_start_into_cross_attention_from_16_adds_only_the_16px_attention(tm
     assert new and all(k.startswith(("down_blocks.1.attentions.", "up_blocks.2.attentions.")) for k in new)
     state_old, state_new = unet_old.state_dict(), unet.state_dict()
     assert all(torch.equal(state_old[k], state_new[k]) for k in state_old)
+
+
+def test_the_embedded_latent_prior_loads_by_name_and_round_trips_a_render():
+    """`--prior embedded-latent`: the packaged latent prior, Stable Diffusion's layout with its autoencoder; its
+    autoencoder gives back a world render closely (at least 25 dB)."""
+    import math
+
+    from lods.priors.embedded import EMBEDDED_LATENT_PRIOR_DIR, prior_folder
+    from lods.priors.prior import Prior
+    from lods.render.cameras import evaluation_cameras
+    from lods.world.render import render_scene
+    from lods.world.scene import parse_prompt
+
+    assert prior_folder("embedded-latent") == EMBEDDED_LATENT_PRIOR_DIR
+    prior = Prior.load("embedded-latent")
+    assert prior.is_latent and prior.latent_size == 16 and prior.image_size == 32 and "object" in prior.vocabulary
+    rgb = render_scene(parse_prompt("a red cube")[0], evaluation_cameras(1), size=32)["rgb"]
+    with torch.no_grad():
+        back = prior.decode(prior.encode_images(rgb))
+    mse = float(((back - rgb) ** 2).mean())
+    assert 10 * math.log10(1.0 / mse) > 25

@@ -127,8 +127,11 @@ def test_uncached_hub_id_offline_is_user_error(monkeypatch):
 
 
 def test_embedded_prior_missing_is_user_error(monkeypatch, tmp_path):
-    import lods.priors.prior as prior_module
+    import lods.priors.embedded as embedded
 
-    monkeypatch.setattr(prior_module, "EMBEDDED_PRIOR_DIR", tmp_path / "absent")
+    monkeypatch.setattr(embedded, "EMBEDDED_PRIOR_DIR", tmp_path / "absent")
+    monkeypatch.setitem(embedded.EMBEDDED_NAMES, "embedded-latent", tmp_path / "absent-latent")
     with pytest.raises(UserError, match="embedded prior is not installed"):
         Prior.load(None)
+    with pytest.raises(UserError, match="embedded prior is not installed"):
+        Prior.load("embedded-latent")

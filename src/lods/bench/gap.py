@@ -176,10 +176,10 @@ class GapConfig:
 
 def check_vocabulary(prior: str | None, prompts: list[str]) -> None:
     """The prior must be a world prior on disk that reads every prompt (an older one may not know "object")."""
-    from ..priors.embedded import EMBEDDED_PRIOR_DIR
+    from ..priors.embedded import prior_folder
     from ..world.scene import normalize_prompt
 
-    folder = Path(prior).expanduser() if prior else EMBEDDED_PRIOR_DIR
+    folder = prior_folder(prior or None)
     try:
         vocab = json.loads((folder / "lods_prior.json").read_text()).get("vocabulary")
     except (OSError, ValueError):

@@ -48,9 +48,9 @@ def hardware_line(info: dict) -> str:
 
 
 def prior_line(prior: str | None) -> str:
-    from ..priors.embedded import EMBEDDED_PRIOR_DIR
+    from ..priors.embedded import prior_folder
 
-    folder = Path(prior).expanduser() if prior else EMBEDDED_PRIOR_DIR
+    folder = prior_folder(prior or None)
     name = "the embedded prior" if prior is None else f"`{prior}`"
     meta = folder / "lods_prior.json"
     if folder.is_dir() and meta.exists():

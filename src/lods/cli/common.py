@@ -18,7 +18,8 @@ except ImportError:  # pragma: no cover - older typer on click
 
 from ..errors import LodsError, UserError
 
-PRIOR_HELP = "Diffusers folder or hub id of the prior (default: the embedded prior)."
+PRIOR_HELP = ("Diffusers folder or hub id of the prior (default: the embedded prior; `embedded-latent`: the embedded "
+              "latent prior).")
 DEVICE_HELP = "cpu or cuda."
 QUIET_HELP = "No progress bar."
 

@@ -26,7 +26,8 @@ def prior_train(
     checkpoint_every: int = typer.Option(200),
     time_limit: float = typer.Option(0.0, help="Stop after this many minutes (0: no limit); rerun to resume."),
     workers: int = typer.Option(2, help="Processes rendering the training set."),
-    install: bool = typer.Option(False, help="Copy the exported prior into the package as the new default."),
+    install: bool = typer.Option(False, help="Copy the exported prior into the package as the new default (with "
+                                 "--vae-from: as the embedded latent prior, `--prior embedded-latent`)."),
     init_from: Optional[Path] = typer.Option(None, help="Warm-start from this exported prior folder (e.g. the shipped one)."),
     warmup_steps: int = typer.Option(200, help="Linear learning-rate warm-up steps."),
     vary: bool = typer.Option(True, help="Render the training set with the world's shade and light variance."),
@@ -62,10 +63,11 @@ def prior_train(
         metrics = train_prior(config, progress=bar)
     typer.echo(f"step {metrics['step']}: loss {metrics['final_loss']:.4f}; prior in {out / 'prior'}")
     if install:
-        from ..priors.embedded import EMBEDDED_PRIOR_DIR, install_prior
+        from ..priors.embedded import EMBEDDED_LATENT_PRIOR_DIR, EMBEDDED_PRIOR_DIR, install_prior
 
-        install_prior(out / "prior", EMBEDDED_PRIOR_DIR)
-        typer.echo(f"installed as the default prior: {EMBEDDED_PRIOR_DIR}")
+        target = EMBEDDED_LATENT_PRIOR_DIR if vae_from is not None else EMBEDDED_PRIOR_DIR
+        install_prior(out / "prior", target)
+        typer.echo(f"installed as the {'embedded latent' if vae_from is not None else 'default'} prior: {target}")
 
 
 @app.command("train-vae")

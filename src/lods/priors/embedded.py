@@ -20,6 +20,17 @@ import torch
 from ..errors import UserError
 
 EMBEDDED_PRIOR_DIR = Path(__file__).resolve().parent.parent / "assets" / "prior"
+EMBEDDED_LATENT_PRIOR_DIR = EMBEDDED_PRIOR_DIR.with_name("prior_latent")  # `--prior embedded-latent`
+EMBEDDED_NAMES = {"embedded": EMBEDDED_PRIOR_DIR, "embedded-latent": EMBEDDED_LATENT_PRIOR_DIR}
+
+
+def prior_folder(prior: str | None) -> Path:
+    """The folder a `--prior` value means: None → the embedded prior, a name of `EMBEDDED_NAMES` (unless a path of
+    that name exists) → that packaged prior, anything else → itself as a path."""
+    if prior is None:
+        return EMBEDDED_PRIOR_DIR
+    path = Path(str(prior)).expanduser()
+    return EMBEDDED_NAMES[str(prior)] if str(prior) in EMBEDDED_NAMES and not path.exists() else path
 
 CONTEXT_LENGTH = 24
 TEXT_WIDTH = 128

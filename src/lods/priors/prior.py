@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from ..errors import UserError
 from . import lora
-from .embedded import EMBEDDED_PRIOR_DIR
+from .embedded import EMBEDDED_NAMES, prior_folder
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 _HUB_FILES = [
@@ -34,8 +34,8 @@ def prompt_words(prompt: str) -> list[str]:
 
 
 def _resolve_folder(path_or_id: str | None) -> Path:
-    if path_or_id is None:
-        folder = EMBEDDED_PRIOR_DIR
+    if path_or_id is None or (str(path_or_id) in EMBEDDED_NAMES and not Path(str(path_or_id)).expanduser().exists()):
+        folder = prior_folder(path_or_id)
         if not folder.is_dir():
             raise UserError(f"the embedded prior is not installed ({folder} is missing); train it first or pass a prior folder")
         return folder
