@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..priors.embedded import swap_in
 from ..priors.embedded_vae import build_vae, encode_means
 from ..utils.io import atomic_write_json, load_checkpoint, optimizer_from_tensors, optimizer_to_tensors, save_checkpoint
 from .train_prior import world_renders
@@ -116,7 +117,6 @@ def train_vae(cfg: TrainVaeConfig, progress=None) -> dict:
 
 def export_vae(vae, folder: Path) -> None:
     """Write a diffusers AutoencoderKL folder atomically (beside, then a rename)."""
-    import os
     import shutil
 
     folder = Path(folder)
@@ -124,11 +124,4 @@ def export_vae(vae, folder: Path) -> None:
     if tmp.exists():
         shutil.rmtree(tmp)
     vae.save_pretrained(tmp, safe_serialization=True)
-    old = folder.with_name(folder.name + ".old")
-    if folder.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    if old.exists():
-        shutil.rmtree(old)
+    swap_in(tmp, folder)

@@ -192,7 +192,7 @@ def save_prior_folder(folder: Path, unet, text_encoder, tokenizer, scheduler, ex
     (tmp / "model_index.json").write_text(json.dumps(index, indent=2))
     if extra:
         (tmp / "lods_prior.json").write_text(json.dumps(extra, indent=2))
-    _swap_in(tmp, folder)
+    swap_in(tmp, folder)
 
 
 def install_prior(src: Path, dst: Path = EMBEDDED_PRIOR_DIR) -> None:
@@ -202,10 +202,10 @@ def install_prior(src: Path, dst: Path = EMBEDDED_PRIOR_DIR) -> None:
     if tmp.exists():
         shutil.rmtree(tmp)
     shutil.copytree(src, tmp)
-    _swap_in(tmp, dst)
+    swap_in(tmp, dst)
 
 
-def _swap_in(tmp: Path, folder: Path) -> None:
+def swap_in(tmp: Path, folder: Path) -> None:
     """Replace `folder` by the finished `tmp` folder with renames, so no reader sees a half-written one."""
     old = folder.with_name(folder.name + ".old")
     if folder.exists():
