@@ -69,7 +69,8 @@ def test_bad_settings_fail_before_running(world_prior, tmp_path):
     for kw, match in [(dict(dims="4d"), "2d or 3d"), (dict(prompts=["a DSLR photo"]), "caption of the world"),
                       (dict(prompts=["an object to the left of an object"]), "completions"),
                       (dict(seeds=0), "seeds"), (dict(baseline="sds@1"), "baseline"),
-                      (dict(prior=str(tmp_path)), "world prior")]:
+                      (dict(prior=str(tmp_path)), "world prior"), (dict(image_lr=0.0), "image-lr must be positive"),
+                      (dict(dims="3d", image_lr=1e-2), "needs --dims 2d")]:
         with pytest.raises(UserError, match=match):
             run_gap(GapConfig(**{**base, **kw, "prompts": kw.get("prompts", ["a cube"])}))
     assert not (tmp_path / "o").exists()
@@ -201,6 +202,44 @@ def test_restore_from_a_csv_continues_on_a_new_folder(world_prior, tmp_path):
         run_gap(GapConfig(**{**gc.__dict__, "out": str(tmp_path / "fourth"), "restore_from": str(tmp_path / "other.csv")}))
     with pytest.raises(UserError, match="cannot read --restore-from"):
         run_gap(GapConfig(**{**gc.__dict__, "out": str(tmp_path / "fifth"), "restore_from": str(tmp_path / "none.csv")}))
+
+
+def test_the_image_learning_rate_is_a_setting_of_a_2d_run(world_prior, tmp_path):
+    base = GapConfig(grid=parse_grid("sds@30"), prompts=["a cube"], seeds=1, steps=2, prior=world_prior,
+                     out=str(tmp_path / "default"))
+    run_gap(base)
+    (default_row,) = read(tmp_path / "default" / "results.csv")
+    assert float(default_row["image_lr"]) == 3e-2  # distill2d's default
+    slow = GapConfig(**{**base.__dict__, "image_lr": 1e-2, "out": str(tmp_path / "slow")})
+    run_gap(slow)
+    (slow_row,) = read(tmp_path / "slow" / "results.csv")
+    assert float(slow_row["image_lr"]) == 1e-2
+    assert "lr: 0.01" in (Path(slow_row["run_dir"]) / "config.yaml").read_text()
+    assert slow_row["saturation"] != default_row["saturation"]  # the setting reached the run
+    # the folder of the slow runs refuses the default rate, scored or not
+    with pytest.raises(UserError, match=r"other settings \(lr: 0.01 -> 0.03"):
+        run_gap(GapConfig(**{**slow.__dict__, "image_lr": None}))
+    # restoring takes only rows of the same rate; a csv from before the column ran the default
+    for restore_from, image_lr, status in ((tmp_path / "slow" / "results.csv", None, "ok"),
+                                           (tmp_path / "slow" / "results.csv", 1e-2, "done before"),
+                                           (tmp_path / "default" / "results.csv", 1e-2, "ok")):
+        out = tmp_path / f"restore-{len(list(tmp_path.iterdir()))}"
+        rows = run_gap(GapConfig(**{**base.__dict__, "image_lr": image_lr, "out": str(out),
+                                    "restore_from": str(restore_from)}))["rows"]
+        assert [r["status"] for r in rows] == [status]
+    old_csv = tmp_path / "old.csv"
+    with old_csv.open("w", newline="") as f:
+        writer = csv.DictWriter(f, [c for c in COLUMNS if c != "image_lr"])
+        writer.writeheader()
+        writer.writerow({k: v for k, v in default_row.items() if k != "image_lr"})
+    rows = run_gap(GapConfig(**{**base.__dict__, "out": str(tmp_path / "from-old"), "restore_from": str(old_csv)}))["rows"]
+    assert [r["status"] for r in rows] == ["done before"]
+    # a run scored before the setting was recorded, rerun at the default rate: still done
+    gap_file = Path(default_row["run_dir"]) / "gap.json"
+    data = json.loads(gap_file.read_text())
+    del data["settings"]["lr"]
+    gap_file.write_text(json.dumps(data))
+    assert [r["status"] for r in run_gap(base)["rows"]] == ["done before"]
 
 
 def test_results_csv_is_current_after_every_run(world_prior, tmp_path):

@@ -40,7 +40,7 @@ COLUMNS = [
     "dims", "method", "guidance", "scale", "backbone", "seed", "prompt", "kind", "category", "n_completions",
     "nearest_completion", "psnr", "ssim", "iou", "saturation", "saturation_error", "realism", "judge_color_confidence",
     "judge_shape_confidence", "judge_confidence", "recognized_views", "n_views", "learned_loss", "learned_loss_clean",
-    "learned_fit", "seconds", "steps", "status", "run_dir",
+    "learned_fit", "seconds", "steps", "image_lr", "status", "run_dir",
 ]
 
 
@@ -123,6 +123,7 @@ class GapConfig:
     prompt_set: str = "default"
     seeds: int = 3
     steps: int | None = None  # None: 1000 (2d), the preset's (3d)
+    image_lr: float | None = None  # 2d: Adam's learning rate on the image (None: distill2d's)
     backbones: list = field(default_factory=lambda: ["gs"])  # 3d
     preset: str = "fast"  # 3d
     prior: str | None = None
@@ -160,6 +161,11 @@ class GapConfig:
                 raise UserError(f"--{name} must be at least 1, got {value}")
         if self.steps is not None and self.steps < 1:
             raise UserError(f"--steps must be positive, got {self.steps}")
+        if self.image_lr is not None:
+            if self.dims != "2d":
+                raise UserError("--image-lr is the 2D playground's image learning rate; it needs --dims 2d")
+            if not 0 < self.image_lr < float("inf"):
+                raise UserError(f"--image-lr must be positive and finite, got {self.image_lr}")
         if self.dims == "3d":
             for b in self.backbones or [None]:
                 if b not in BACKBONES:
@@ -205,8 +211,9 @@ def _config_2d(gc: GapConfig, entry: GridEntry, prompt: str, seed: int, out: Pat
 
     name, switches = split_method(entry.method)
     gcfg = apply_switches(preset_guidance_config(name, "fast", keep_scale=True), switches)  # a bare entry: the preset's scale
+    image_lr = {} if gc.image_lr is None else {"lr": gc.image_lr}
     return Distill2DConfig(prompt=prompt, guidance=name, prior=gc.prior, steps=gc.resolved_steps(), guidance_scale=entry.scale,
-                           seed=seed, device=gc.device, out=str(out), log_every=0, guidance_config=gcfg)
+                           seed=seed, device=gc.device, out=str(out), log_every=0, guidance_config=gcfg, **image_lr)
 
 
 def _config_3d(gc: GapConfig, entry: GridEntry, backbone: str, prompt: str, seed: int, out: Path):
@@ -263,11 +270,14 @@ def check_existing(job: dict) -> None:
         import yaml
 
         old = yaml.safe_load((gap.parent / "config.yaml").read_text()) or {}
-        new = {k: new[k] for k in ("prompt", "guidance", "steps", "seed")}
+        new = {k: new[k] for k in ("prompt", "guidance", "steps", "seed", "lr")}
         old = {k: old.get(k) for k in new}
     else:
         return
-    added = flatten({"guidance_config": dataclasses.asdict(GuidanceConfig())})  # settings added since a run was scored, at their default
+    from ..pipelines.distill2d import Distill2DConfig
+
+    # settings added since a run was scored, at their default
+    added = {**flatten({"guidance_config": dataclasses.asdict(GuidanceConfig())}), "lr": Distill2DConfig.lr}
     diffs = differences(flatten(old), flatten(new), added)
     if diffs:
         raise UserError(f"{gap.parent} holds a run made with other settings ({diffs[0]}, there -> now); "
@@ -279,7 +289,8 @@ def empty_row(job: dict, status: str) -> dict:
     row = {c: "" for c in COLUMNS}
     row.update(dims=job["dims"], method=job["label"], guidance=job["method"], backbone=job["backbone"], seed=job["seed"],
                prompt=job["prompt"], kind=job["kind"], category=job["category"], status=status,
-               run_dir=str(job["config"].out), steps=job["config"].steps)
+               run_dir=str(job["config"].out), steps=job["config"].steps,
+               image_lr=job["config"].lr if job["dims"] == "2d" else "")
     return row
 
 

@@ -136,7 +136,7 @@ def run_3d(job: dict) -> tuple[dict | None, str]:
 
 
 def settings_2d(cfg) -> dict:
-    return {"prompt": cfg.prompt, "guidance": cfg.guidance, "steps": cfg.steps, "seed": cfg.seed, "prior": cfg.prior,
+    return {"prompt": cfg.prompt, "guidance": cfg.guidance, "steps": cfg.steps, "seed": cfg.seed, "lr": cfg.lr, "prior": cfg.prior,
             "guidance_scale": cfg.guidance_scale, "guidance_config": dataclasses.asdict(cfg.guidance_config)}
 
 

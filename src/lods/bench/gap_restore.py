@@ -1,7 +1,8 @@
 """Continue a gap benchmark from a results.csv alone (`lods bench gap --restore-from`).
 
 A long benchmark outlives the machine it started on; its results.csv is the small part worth keeping. Restoring
-writes a job's `gap.json` from the csv row of the same job (method and scale, backbone, seed, prompt, steps), so the
+writes a job's `gap.json` from the csv row of the same job (method and scale, backbone, seed, prompt, steps and, in
+2D, the image's learning rate; a csv from before that column ran the playground's default), so the
 run counts as finished and is not run again; the gap.json records where it came from. The run folder's other files
 (checkpoints, renders) are not restored: a picture grid shows only runs made on this machine.
 """
@@ -20,8 +21,18 @@ _KEY = ("method", "backbone", "seed", "prompt", "steps")
 _IDENTITY = {"dims", "method", "guidance", "backbone", "seed", "prompt", "kind", "category", "status", "run_dir"}
 
 
-def _key(method, backbone, seed, prompt, steps) -> tuple:
-    return str(method), str(backbone), int(seed), str(prompt), "" if steps in ("", None) else int(steps)
+def _key(method, backbone, seed, prompt, steps, image_lr) -> tuple:
+    return (str(method), str(backbone), int(seed), str(prompt), "" if steps in ("", None) else int(steps),
+            "" if image_lr in ("", None) else float(image_lr))
+
+
+def _image_lr(dims: str, image_lr) -> float | str:
+    """A 2D run's image learning rate ("" in a csv from before the column: the playground's default); "" in 3D."""
+    from ..pipelines.distill2d import Distill2DConfig
+
+    if dims != "2d":
+        return ""
+    return Distill2DConfig.lr if image_lr in ("", None) else float(image_lr)
 
 
 def read_finished(path: str | Path) -> dict[tuple, dict]:
@@ -34,7 +45,8 @@ def read_finished(path: str | Path) -> dict[tuple, dict]:
         raise UserError(f"cannot read --restore-from {path}: {e.strerror or e}") from None
     if rows and not set(_KEY) <= set(rows[0]):
         raise UserError(f"{path} is not a results.csv of `lods bench gap` (it lacks {', '.join(_KEY)})")
-    return {_key(*(r[k] for k in _KEY)): r for r in rows if r.get("status") in FINISHED}
+    return {_key(*(r[k] for k in _KEY), _image_lr(r.get("dims", ""), r.get("image_lr"))): r
+            for r in rows if r.get("status") in FINISHED}
 
 
 def scores_from_row(row: dict) -> dict:
@@ -57,7 +69,8 @@ def restore(jobs: list[dict], csv_path: str | Path, gap_file: str) -> int:
     for job in jobs:
         cfg = job["config"]
         gap = Path(cfg.out) / gap_file
-        row = finished.get(_key(job["label"], job["backbone"], job["seed"], job["prompt"], cfg.steps))
+        image_lr = _image_lr(job["dims"], getattr(cfg, "lr", None))
+        row = finished.get(_key(job["label"], job["backbone"], job["seed"], job["prompt"], cfg.steps, image_lr))
         if row is None or gap.exists():
             continue
         gap.parent.mkdir(parents=True, exist_ok=True)

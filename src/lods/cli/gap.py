@@ -22,6 +22,8 @@ def gap(
                                                    "and specified, all three categories)."),
     seeds: int = typer.Option(3, help="Seeds per prompt (0 .. N-1)."),
     steps: Optional[int] = typer.Option(None, help="Steps per run (default: 1000 in 2d, the preset's in 3d)."),
+    image_lr: Optional[float] = typer.Option(None, help="2d: Adam's learning rate on the image (default: distill2d's, "
+                                                        "3e-2)."),
     backbones: str = typer.Option("gs", help="3d: comma-separated backbones, gs and/or nerf."),
     render_size: Optional[int] = typer.Option(None, help="3d: render size during optimisation (default: the preset's)."),
     num_points: Optional[int] = typer.Option(None, help="3d, gs: initial number of Gaussians (default: the preset's)."),
@@ -52,12 +54,12 @@ def gap(
     from ..bench.report import command_line
 
     gc = GapConfig(grid=parse_grid(grid), dims=dims, prompts=read_prompts(prompts) if prompts else None,
-                   prompt_set=prompt_set, seeds=seeds, steps=steps, backbones=parse_list(backbones, "--backbones"),
+                   prompt_set=prompt_set, seeds=seeds, steps=steps, image_lr=image_lr, backbones=parse_list(backbones, "--backbones"),
                    render_size=render_size, num_points=num_points, baseline=baseline, workers=workers, threads=threads,
                    prior=prior, device=check_device(device), out=str(out), report_only=report_only,
                    restore_from=str(restore_from) if restore_from else None)
     options = dict(grid=grid, dims=dims, prompts=prompts, prompt_set=None if prompts else prompt_set, seeds=seeds,
-                   steps=steps, backbones=backbones if dims == "3d" else None, render_size=render_size,
+                   steps=steps, image_lr=image_lr, backbones=backbones if dims == "3d" else None, render_size=render_size,
                    num_points=num_points, baseline=baseline, workers=workers, threads=threads, prior=prior,
                    device=device, out=out, restore_from=restore_from)
     gc.command = command_line("gap", options)
