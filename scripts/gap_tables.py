@@ -11,7 +11,8 @@ colour. PSNR and IoU (best of the completion set) are shown for 3D results only:
 With --baseline, a third table: each entry minus the baseline on the same prompt, seed and backbone (mean ± standard
 error, and on how many pairs the entry is better). --time-seeds: the seeds whose runs the time column averages (e.g.
 those that ran on otherwise idle cores). --prompts FILE: only the runs of the prompts listed there (e.g. the 3DGS
-headline on the NeRF subset's prompts).
+headline on the NeRF subset's prompts). --seeds: only the runs of these seeds (e.g. seed 0 of a 3-seed benchmark,
+beside a 1-seed one).
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ def main() -> None:
     ap.add_argument("--baseline", help="a grid entry: add the table of paired differences against it")
     ap.add_argument("--time-seeds", help="comma-separated seeds whose runs the time column averages (default: all)")
     ap.add_argument("--prompts", help="a prompt file (one per line, # comments): only these prompts' runs")
+    ap.add_argument("--seeds", help="comma-separated seeds: only these seeds' runs (default: all)")
     args = ap.parse_args()
     rows = [r for r in read_csv(args.results) if r["status"] in FINISHED]
     if args.prompts:
@@ -123,6 +125,8 @@ def main() -> None:
         except UserError as e:
             raise SystemExit(str(e)) from None
         rows = [r for r in rows if r["prompt"] in wanted]
+    if args.seeds:
+        rows = [r for r in rows if str(r["seed"]) in set(args.seeds.split(","))]
     if not rows:
         raise SystemExit(f"no finished run in {args.results}")
     entries = list(dict.fromkeys(r["method"] for r in rows))

@@ -80,6 +80,10 @@ def test_paired_table_and_time_seeds(tmp_path):
     only_cone = _run(tmp_path / "results.csv", "--prompts", tmp_path / "prompts.txt").stdout
     cone_rows = {line.split(" | ")[0]: line.split(" | ") for line in only_cone.split("\n\n")[0].splitlines()[2:]}
     assert list(cone_rows) == ["| lods-embedding@1000"] and cone_rows["| lods-embedding@1000"][1] == "1"
+    seed1 = _run(tmp_path / "results.csv", "--seeds", "1").stdout
+    seed1_rows = {line.split(" | ")[0]: line.split(" | ") for line in seed1.split("\n\n")[0].splitlines()[2:]}
+    assert {k: v[1] for k, v in seed1_rows.items()} == {"| sds@7.5": "1", "| lods-embedding@1000": "1"}
+    assert seed1_rows["| sds@7.5"][2] == "0.040 ± 0.000"  # seed 1's realism alone
 
 
 def test_no_finished_run_is_an_error(tmp_path):
