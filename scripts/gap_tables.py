@@ -126,7 +126,8 @@ def main() -> None:
             raise SystemExit(str(e)) from None
         rows = [r for r in rows if r["prompt"] in wanted]
     if args.seeds:
-        rows = [r for r in rows if str(r["seed"]) in set(args.seeds.split(","))]
+        seeds = set(args.seeds.split(","))
+        rows = [r for r in rows if str(r["seed"]) in seeds]
     if not rows:
         raise SystemExit(f"no finished run in {args.results}")
     entries = list(dict.fromkeys(r["method"] for r in rows))

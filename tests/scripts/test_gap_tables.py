@@ -30,6 +30,11 @@ def _run(*args):
                           capture_output=True, text=True, timeout=120)
 
 
+def _entry_rows(stdout):
+    """The first table's rows, by their first cell, split into cells."""
+    return {line.split(" | ")[0]: line.split(" | ") for line in stdout.split("\n\n")[0].splitlines()[2:]}
+
+
 def test_tables_from_a_known_results_csv(tmp_path):
     rows = [
         _row("sds@7.5", "a cube", "ambiguous", 0, "a gray cube", 0.1, 0.02),
@@ -78,10 +83,9 @@ def test_paired_table_and_time_seeds(tmp_path):
     assert _run(tmp_path / "results.csv", "--baseline", "vsd@7.5").returncode != 0
     (tmp_path / "prompts.txt").write_text("# only the cone\na cone\n")
     only_cone = _run(tmp_path / "results.csv", "--prompts", tmp_path / "prompts.txt").stdout
-    cone_rows = {line.split(" | ")[0]: line.split(" | ") for line in only_cone.split("\n\n")[0].splitlines()[2:]}
+    cone_rows = _entry_rows(only_cone)
     assert list(cone_rows) == ["| lods-embedding@1000"] and cone_rows["| lods-embedding@1000"][1] == "1"
-    seed1 = _run(tmp_path / "results.csv", "--seeds", "1").stdout
-    seed1_rows = {line.split(" | ")[0]: line.split(" | ") for line in seed1.split("\n\n")[0].splitlines()[2:]}
+    seed1_rows = _entry_rows(_run(tmp_path / "results.csv", "--seeds", "1").stdout)
     assert {k: v[1] for k, v in seed1_rows.items()} == {"| sds@7.5": "1", "| lods-embedding@1000": "1"}
     assert seed1_rows["| sds@7.5"][2] == "0.040 ± 0.000"  # seed 1's realism alone
 
