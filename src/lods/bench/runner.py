@@ -11,11 +11,26 @@ from .jobs import run_job
 from .results import failed_row, row_from_metrics
 
 
-def worker_init(threads: int = 1) -> None:
+_stop_requested = None  # in a worker: the pool's event, set when the benchmark is stopped
+
+
+def worker_init(threads: int = 1, stop_requested=None) -> None:
     import torch
 
+    global _stop_requested
+    _stop_requested = stop_requested
     torch.set_num_threads(threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _unless_stopped(fn: Callable[[dict], dict], job: dict) -> dict:
+    """`fn(job)` in a worker, unless the benchmark was stopped: the pool hands a worker queued jobs that shutdown
+    cannot cancel, and a run started after the stop would run to its end."""
+    from ..errors import Interrupted
+
+    if _stop_requested is not None and _stop_requested.is_set():
+        raise Interrupted(None, "stopped before this run started")
+    return fn(job)
 
 
 def _stop_workers(pool) -> None:
@@ -43,12 +58,14 @@ def run_in_processes(fn: Callable[[dict], dict], jobs: list[dict], workers: int,
         raise KeyboardInterrupt
 
     rows: list = [None] * len(jobs)
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=worker_init,
-                               initargs=(threads,))
+    ctx = mp.get_context("spawn")
+    stop_requested = ctx.Event()
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=worker_init,
+                               initargs=(threads, stop_requested))
     main = threading.current_thread() is threading.main_thread()
     old_term = signal.signal(signal.SIGTERM, on_signal) if main else None
     try:
-        futures = {pool.submit(fn, job): job for job in jobs}
+        futures = {pool.submit(_unless_stopped, fn, job): job for job in jobs}
         for fut in as_completed(futures):
             job = futures[fut]
             try:
@@ -60,6 +77,7 @@ def run_in_processes(fn: Callable[[dict], dict], jobs: list[dict], workers: int,
             rows[job["index"]] = row
             landed(job, row)
     except (KeyboardInterrupt, Interrupted):
+        stop_requested.set()  # before the workers' runs stop, so that no queued run starts after them
         _stop_workers(pool)
         pool.shutdown(wait=True, cancel_futures=True)
         raise
