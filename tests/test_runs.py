@@ -1,5 +1,6 @@
 """RunDir on its own: the lock, the checks of a fresh folder, identity differences, temp files."""
 
+import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -67,3 +68,23 @@ def test_differences_ignore_steps_out_and_name_the_rest():
     diff = differences(identity_of(a)["config"], identity_of(b)["config"])
     assert [d.split(":")[0] for d in diff] == ["prompt", "seed", "nested.a"]
     assert identity_of(a)["config_digest"] == identity_of(Cfg(steps=5, out="z"))["config_digest"]
+
+
+def test_a_repeated_signal_within_a_second_is_the_same_stop_and_a_later_one_stops_at_once(monkeypatch):
+    import os
+    import signal
+
+    from lods.errors import Interrupted
+    from lods.runs import StopSignals
+
+    monkeypatch.setattr(StopSignals, "SAME_STOP_S", 0.3)
+    with StopSignals() as signals:
+        signals.deferred, signals.step = True, 7
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, then the benchmark's forwarded SIGTERM
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert signals.requested == signal.SIGINT  # both wait for the step boundary's checkpoint
+        time.sleep(0.4)
+        with pytest.raises(Interrupted) as stop:  # a second stop, later: at once
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    assert stop.value.step == 7

@@ -299,18 +299,25 @@ class RunDir:
 class StopSignals:
     """SIGINT / SIGTERM during a run. While `deferred` (inside the step loop) a signal only sets `requested`, and
     the loop checkpoints and raises Interrupted at the next step boundary; otherwise, or on a second signal, the
-    handler raises Interrupted at once (`step`: the last checkpointed step, or None)."""
+    handler raises Interrupted at once (`step`: the last checkpointed step, or None). A repeat within
+    `SAME_STOP_S` of the first is the same stop: Ctrl-C reaches a benchmark's workers and its main process, which
+    forwards it to them."""
+
+    SAME_STOP_S = 1.0
 
     def __init__(self, message: str | None = None):
         self.message = message  # what Interrupted says when no checkpoint was written
         self.requested: int | None = None
         self.deferred = False
         self.step: int | None = None
+        self._first_at = 0.0
         self._old: dict = {}
 
     def _handle(self, signum, frame):
         if self.deferred and self.requested is None:
-            self.requested = signum
+            self.requested, self._first_at = signum, time.monotonic()
+            return
+        if self.deferred and time.monotonic() - self._first_at < self.SAME_STOP_S:
             return
         raise Interrupted(self.step, None if self.step is not None else self.message)
 
