@@ -21,15 +21,12 @@ import argparse
 import statistics
 
 from lods.bench.batch import read_prompts
-from lods.bench.results import read_csv
+from lods.bench.results import is_finished, read_csv
 from lods.bench.stats import mean_std as _mean_std
 from lods.bench.stats import metric_value, paired_difference
 from lods.errors import UserError
 from lods.evaluate.set_metrics import diversity as set_diversity
 from lods.evaluate.set_metrics import prompt_spec
-
-FINISHED = ("ok", "done before")
-
 
 def mean_std(values, digits: int = 2) -> str:
     m, s, n = _mean_std(values)
@@ -118,7 +115,7 @@ def main() -> None:
     ap.add_argument("--prompts", help="a prompt file (one per line, # comments): only these prompts' runs")
     ap.add_argument("--seeds", help="comma-separated seeds: only these seeds' runs (default: all)")
     args = ap.parse_args()
-    rows = [r for r in read_csv(args.results) if r["status"] in FINISHED]
+    rows = [r for r in read_csv(args.results) if is_finished(r["status"])]
     if args.prompts:
         try:
             wanted = set(read_prompts(args.prompts))  # the format `lods bench gap --prompts` reads

@@ -38,8 +38,9 @@ def _entry_rows(stdout):
 def test_tables_from_a_known_results_csv(tmp_path):
     rows = [
         _row("sds@7.5", "a cube", "ambiguous", 0, "a gray cube", 0.1, 0.02),
-        _row("sds@7.5", "a cube", "ambiguous", 1, "a gray cube", 0.3, 0.04),
+        _row("sds@7.5", "a cube", "ambiguous", 1, "a gray cube", 0.3, 0.04, status="resumed"),
         _row("sds@7.5", "a red cube", "specified", 0, "a red cube", 0.8, 0.01),
+        _row("sds@7.5", "a red cube", "specified", 1, "", 0.0, 0.0, status="not run"),
         _row("lods-embedding@1000", "a cube", "ambiguous", 0, "a blue cube", 0.7, 0.1, learned_fit=2.0),
         _row("lods-embedding@1000", "a cube", "ambiguous", 1, "a green cube", 0.6, 0.2, learned_fit=4.0),
         _row("lods-embedding@1000", "a red cube", "specified", 1, "a red cube", 0.9, 0.5, status="failed: boom"),
@@ -50,7 +51,7 @@ def test_tables_from_a_known_results_csv(tmp_path):
     lines = proc.stdout.splitlines()
     sds = next(line for line in lines if line.startswith("| sds@7.5 |")).split(" | ")
     lods = next(line for line in lines if line.startswith("| lods-embedding@1000 |")).split(" | ")
-    assert sds[1] == "3" and lods[1] == "2"  # the failed run is left out
+    assert sds[1] == "3" and lods[1] == "2"  # a resumed run counts; the failed and the not-run runs are left out
     assert sds[2] == "0.030 ± 0.014"  # ambiguous realism: mean ± std of 0.02 and 0.04
     assert sds[8] == "1.00" and lods[8] == "2.00"  # diversity: distinct nearest completions over the seeds
     assert sds[9] == "0.010 ± 0.000" and lods[9] == "–"  # specified realism; no finished specified LODS run

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import Interrupted, UserError
-from .gap_report import NOT_RUN
+from .results import NOT_RUN
 from .results import recorded_seconds
 from .stats import INF_CFG, cfg_label
 

@@ -7,10 +7,10 @@ import math
 from pathlib import Path
 
 from .hardware import hardware_info, hardware_line, prior_line
+from .results import NOT_RUN, is_finished
 from .stats import format_mean_std as _fmt
 from .stats import mean_std, metric_value as _value, paired_cells
 
-NOT_RUN = "not run"  # the status of a job a --report-only invocation found unfinished
 
 METRICS = [  # (column, table label, short label, higher is better? None: no direction)
     ("psnr", "best-of-set PSNR ↑", "PSNR", True),
@@ -32,7 +32,7 @@ KINDS = ("ambiguous", "specified")
 
 
 def _ok(rows):
-    return [r for r in rows if not str(r["status"]).startswith(("failed", NOT_RUN))]
+    return [r for r in rows if is_finished(r["status"])]
 
 
 def _groups(rows) -> dict[tuple, list[dict]]:

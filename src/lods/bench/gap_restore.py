@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 
 from ..errors import UserError
+from .results import is_finished
 
-FINISHED = ("ok", "done before", "scored")
 _TEXT = ("nearest_completion",)
 _KEY = ("method", "backbone", "seed", "prompt", "steps")
 _IDENTITY = {"dims", "method", "guidance", "backbone", "seed", "prompt", "kind", "category", "status", "run_dir"}
@@ -46,7 +46,7 @@ def read_finished(path: str | Path) -> dict[tuple, dict]:
     if rows and not set(_KEY) <= set(rows[0]):
         raise UserError(f"{path} is not a results.csv of `lods bench gap` (it lacks {', '.join(_KEY)})")
     return {_key(*(r[k] for k in _KEY), _image_lr(r.get("dims", ""), r.get("image_lr"))): r
-            for r in rows if r.get("status") in FINISHED}
+            for r in rows if is_finished(r.get("status"))}
 
 
 def scores_from_row(row: dict) -> dict:

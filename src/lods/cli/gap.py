@@ -50,7 +50,7 @@ def gap(
     from ..bench.config import parse_list
     from ..bench.batch import read_prompts  # the one prompt-file format (bench batch reads it too)
     from ..bench.gap import GapConfig, parse_grid, run_gap
-    from ..bench.gap_report import NOT_RUN
+    from ..bench.results import NOT_RUN
     from ..bench.report import command_line
 
     gc = GapConfig(grid=parse_grid(grid), dims=dims, prompts=read_prompts(prompts) if prompts else None,
