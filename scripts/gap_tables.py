@@ -28,6 +28,7 @@ from lods.errors import UserError
 from lods.evaluate.set_metrics import diversity as set_diversity
 from lods.evaluate.set_metrics import prompt_spec
 
+
 def mean_std(values, digits: int = 2) -> str:
     m, s, n = _mean_std(values)
     return f"{m:.{digits}f} ± {s:.{digits}f}" if n else "–"

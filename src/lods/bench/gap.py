@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import Interrupted, UserError
-from .results import NOT_RUN
-from .results import recorded_seconds
+from .results import NOT_RUN, recorded_seconds
 from .stats import INF_CFG, cfg_label
 
 DIMS = ("2d", "3d")

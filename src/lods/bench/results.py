@@ -15,6 +15,7 @@ def is_finished(status) -> bool:
     """Whether a row's run finished (ok, done before, resumed, scored): neither failed nor "not run"."""
     return not str(status).startswith(("failed", NOT_RUN))
 
+
 COLUMNS = [
     "method", "backbone", "cfg", "seed", "category", "prompt", "psnr", "ssim", "iou", "r_at_1", "recognized_views",
     "n_views", "saturation_error", "feature_similarity", "truth_r_at_1", "truth_recognized_views", "imagereward",
