@@ -5,7 +5,9 @@ and a GPU fraction on CUDA) and returns the results in the order of `items`. `fn
 (workers import it by name) that records its own failures in its result; a task whose worker dies (killed, out of
 memory, node lost) is rerun by Ray up to `max_retries` times, so `fn` must be idempotent: the run functions of
 lods skip a run whose metrics.json exists and resume one that has a checkpoint. A task still lost after its
-retries becomes `on_lost(item, error)`. Ray is an optional extra: `pip install "lods[ray]"`.
+retries becomes `on_lost(item, error)`. SIGINT or SIGTERM to this process stops the tasks as the local worker pool
+does: no queued run starts, and running runs checkpoint at their next step. Ray is an optional extra:
+`pip install "lods[ray]"`.
 
 `run_jobs_ray` runs the quality benchmark's jobs so (`lods bench quality|cfg --backend ray`): a worker process
 keeps the prior it loaded (`priors.cache`) for the next runs it is given; LoRA adapters a run adds are removed
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,6 +28,7 @@ from ..errors import UserError
 
 BACKENDS = ("local", "ray")
 INSTALL_HINT = 'pip install "lods[ray]"'
+STOP_WAIT_S = 300.0  # how long a stop waits for the running runs' step-boundary checkpoints before killing them
 
 
 def check_backend(backend: str, ray_address: str | None = None) -> None:
@@ -98,8 +103,11 @@ def run_on_ray(fn: Callable[[Any], Any], items: list, *, address: str | None = N
     remote = ray.remote(_task).options(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=max_retries,
                                        retry_exceptions=False)
     results: list = [None] * len(items)
-    pending = {remote.remote(fn, item, threads): i for i, item in enumerate(items)}
+    pending: dict = {}
+    main = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, _raise_interrupt) if main else None  # replaces Ray's sys.exit
     try:
+        pending.update({remote.remote(fn, item, threads): i for i, item in enumerate(items)})
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
@@ -114,13 +122,38 @@ def run_on_ray(fn: Callable[[Any], Any], items: list, *, address: str | None = N
                 if on_result is not None:
                     on_result(items[i], result)
     except KeyboardInterrupt:
-        for ref in pending:
-            ray.cancel(ref, force=True)
+        stop_tasks(ray, list(pending))
         raise
     finally:
+        if main:
+            signal.signal(signal.SIGTERM, old_term)
         if started:
             ray.shutdown()
     return results
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def stop_tasks(ray, refs: list, wait_s: float | None = None) -> None:
+    """Stop the tasks of `refs`: a queued one never starts, a running one gets a KeyboardInterrupt (a lods run
+    checkpoints at its next step and stops) and is waited for. One still running after `wait_s`, or at a second
+    signal, is killed (its run resumes from its last periodic checkpoint)."""
+    if not refs:
+        return
+    wait_s = STOP_WAIT_S if wait_s is None else wait_s
+    for ref in refs:
+        ray.cancel(ref, force=False)
+    try:
+        _, left = ray.wait(refs, num_returns=len(refs), timeout=wait_s)
+    except KeyboardInterrupt:
+        left = refs
+    for ref in left:
+        try:
+            ray.cancel(ref, force=True)
+        except Exception:  # noqa: BLE001 - finished meanwhile
+            pass
 
 
 # ---------------------------------------------------------------------------------------------- benchmark jobs
