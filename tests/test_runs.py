@@ -88,3 +88,22 @@ def test_a_repeated_signal_within_a_second_is_the_same_stop_and_a_later_one_stop
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(1)
     assert stop.value.step == 7
+
+
+def test_poll_sees_the_stop_file_once_it_exists(tmp_path, monkeypatch):
+    import signal
+
+    from lods import runs
+    from lods.runs import StopSignals
+
+    monkeypatch.setattr(runs, "_stop_file", None)
+    monkeypatch.setattr(StopSignals, "STOP_FILE_EVERY_S", 0.0)
+    stop = tmp_path / ".stop"
+    with StopSignals() as signals:
+        assert not signals.poll()  # no file watched
+        runs.watch_stop_file(stop)
+        assert not signals.poll() and not runs.stop_file_exists()
+        stop.write_text("stop\n")
+        assert signals.poll() and signals.requested == signal.SIGTERM
+    runs.watch_stop_file(None)
+    assert not runs.stop_file_exists()

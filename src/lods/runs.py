@@ -296,14 +296,29 @@ class RunDir:
         self.close(failed=exc_type is not None)
 
 
+_stop_file: Path | None = None  # see watch_stop_file
+
+
+def watch_stop_file(path: str | os.PathLike | None) -> None:
+    """Make the runs of this process stop, as at a signal, once `path` exists (None: no file). The Ray backend
+    sets it in its workers: a file on the shared output folder reaches a run on any node."""
+    global _stop_file
+    _stop_file = Path(path) if path else None
+
+
+def stop_file_exists() -> bool:
+    return _stop_file is not None and _stop_file.exists()
+
+
 class StopSignals:
     """SIGINT / SIGTERM during a run. While `deferred` (inside the step loop) a signal only sets `requested`, and
     the loop checkpoints and raises Interrupted at the next step boundary; otherwise, or on a second signal, the
     handler raises Interrupted at once (`step`: the last checkpointed step, or None). A repeat within
     `SAME_STOP_S` of the first is the same stop: Ctrl-C reaches a benchmark's workers and its main process, which
-    forwards it to them."""
+    forwards it to them. `poll()`, at each step boundary, also looks for the stop file (`watch_stop_file`)."""
 
     SAME_STOP_S = 1.0
+    STOP_FILE_EVERY_S = 1.0  # how often poll() looks for the stop file (a stat on shared storage)
 
     def __init__(self, message: str | None = None):
         self.message = message  # what Interrupted says when no checkpoint was written
@@ -311,7 +326,18 @@ class StopSignals:
         self.deferred = False
         self.step: int | None = None
         self._first_at = 0.0
+        self._looked_at: float | None = None
         self._old: dict = {}
+
+    def poll(self) -> bool:
+        """Whether the run should stop now: a signal came, or the stop file appeared."""
+        if self.requested is None and _stop_file is not None:
+            now = time.monotonic()
+            if self._looked_at is None or now - self._looked_at >= self.STOP_FILE_EVERY_S:
+                self._looked_at = now
+                if _stop_file.exists():
+                    self.requested, self._first_at = int(signal.SIGTERM), now
+        return self.requested is not None
 
     def _handle(self, signum, frame):
         if self.deferred and self.requested is None:

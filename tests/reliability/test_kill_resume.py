@@ -74,3 +74,26 @@ def test_ctrl_c_and_sigterm_checkpoint_and_exit_130(prior, reference, tmp_path, 
     assert same_outputs(reference, out) == []
     seconds = json.loads((out / "metrics.json").read_text())["seconds"]
     assert seconds > 0
+
+
+def test_the_stop_file_stops_a_run_at_a_step_boundary_and_resume_continues_it(prior, reference, tmp_path, lods,
+                                                                               monkeypatch):
+    """The Ray backend's stop: a file on the shared output folder (`runs.watch_stop_file`), seen at a step
+    boundary like a signal."""
+    from lods import runs
+    from lods.utils.io import load_checkpoint
+
+    stop = tmp_path / ".stop"
+    stop.write_text("stop\n")
+    monkeypatch.setattr(runs, "_stop_file", None)
+    runs.watch_stop_file(stop)
+    out = tmp_path / "run"
+    args = ("generate", "a red cube", "--prior", prior, "--steps", STEPS, "--out", out, "--quiet")
+    code, _, err = lods(*args)
+    assert code == 130 and len(err) == 1 and "stopped at step 0" in err[0], err
+    assert load_checkpoint(out / "checkpoints" / "last.safetensors")[1]["step"] == 0
+    assert not (out / ".lock").exists() and not (out / "metrics.json").exists()
+    runs.watch_stop_file(None)
+    code, _, err = lods(*args, "--resume")
+    assert code == 0, err
+    assert same_outputs(reference, out) == []

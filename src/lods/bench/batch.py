@@ -212,7 +212,7 @@ def _run_ray(bc: BatchConfig, jobs: list[dict], landed) -> list[dict]:
     threads = bc.threads or 1
     results = run_on_ray(run_prompt, todo, address=bc.ray_address, num_cpus=threads,
                          num_gpus=bc.gpus_per_run if cuda else 0, threads=threads, on_result=landed,
-                         on_lost=lost_row)
+                         on_lost=lost_row, stop_dir=bc.out)
     for job, row in zip(todo, results):
         rows[job["index"]] = row
     return rows

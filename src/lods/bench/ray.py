@@ -6,8 +6,8 @@ and a GPU fraction on CUDA) and returns the results in the order of `items`. `fn
 memory, node lost) is rerun by Ray up to `max_retries` times, so `fn` must be idempotent: the run functions of
 lods skip a run whose metrics.json exists and resume one that has a checkpoint. A task still lost after its
 retries becomes `on_lost(item, error)`. SIGINT or SIGTERM to this process stops the tasks as the local worker pool
-does: no queued run starts, and running runs checkpoint at their next step. Ray is an optional extra:
-`pip install "lods[ray]"`.
+does: no queued run starts, and running runs checkpoint at their next step (they watch a stop file in `stop_dir`,
+the shared output folder). Ray is an optional extra: `pip install "lods[ray]"`.
 
 `run_jobs_ray` runs the quality benchmark's jobs so (`lods bench quality|cfg --backend ray`): a worker process
 keeps the prior it loaded (`priors.cache`) for the next runs it is given; LoRA adapters a run adds are removed
@@ -21,6 +21,7 @@ import functools
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -66,13 +67,23 @@ def import_ray():
     return ray
 
 
-def _task(fn: Callable[[Any], Any], item: Any, threads: int) -> Any:
-    """What a Ray worker runs: `fn(item)` with `threads` torch threads."""
+def _task(fn: Callable[[Any], Any], item: Any, threads: int, stop_file: str | None = None) -> Any:
+    """What a Ray worker runs: `fn(item)` with `threads` torch threads; a run stops at its next step boundary
+    once `stop_file` exists, and does not start if it exists already."""
     import torch
+
+    from ..errors import Interrupted
+    from ..runs import stop_file_exists, watch_stop_file
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     torch.set_num_threads(max(1, threads))
-    return fn(item)
+    watch_stop_file(stop_file)
+    try:
+        if stop_file_exists():
+            raise Interrupted(None, "stopped before this run started")
+        return fn(item)
+    finally:
+        watch_stop_file(None)
 
 
 def connect(address: str | None):
@@ -93,10 +104,15 @@ def connect(address: str | None):
 def run_on_ray(fn: Callable[[Any], Any], items: list, *, address: str | None = None, num_cpus: float = 1,
                num_gpus: float = 0, threads: int = 1, max_retries: int = 3,
                on_result: Callable[[Any, Any], None] | None = None,
-               on_lost: Callable[[Any, BaseException], Any] | None = None) -> list:
-    """`[fn(item) for item in items]`, each a Ray task; `on_result(item, result)` is called as each one lands."""
+               on_lost: Callable[[Any, BaseException], Any] | None = None, stop_dir: str | None = None) -> list:
+    """`[fn(item) for item in items]`, each a Ray task; `on_result(item, result)` is called as each one lands.
+    `stop_dir`: a folder every worker sees (the shared output folder), where a stop writes the file that stops the
+    running runs at a step boundary. Ray's own cancel of a running task is a simulated SIGINT, which does nothing in
+    a worker whose SIGINT is ignored (a cluster started as a background job) unless a run's handler is installed,
+    and is known to miss tasks blocked outside Python (ray-project/ray#32954)."""
     if not items:
         return []
+    stop_file = str(Path(stop_dir) / f".stop-{os.getpid()}-{time.time_ns()}") if stop_dir else None
     ray, started = connect(address)
     from ray.exceptions import RayError
 
@@ -105,9 +121,11 @@ def run_on_ray(fn: Callable[[Any], Any], items: list, *, address: str | None = N
     results: list = [None] * len(items)
     pending: dict = {}
     main = threading.current_thread() is threading.main_thread()
-    old_term = signal.signal(signal.SIGTERM, _raise_interrupt) if main else None  # replaces Ray's sys.exit
+    # SIGTERM: in place of Ray's sys.exit; SIGINT: also where the shell started us with it ignored (a background job)
+    stops = (signal.SIGINT, signal.SIGTERM)
+    old_handlers = {sig: signal.signal(sig, _raise_interrupt) for sig in stops} if main else {}
     try:
-        pending.update({remote.remote(fn, item, threads): i for i, item in enumerate(items)})
+        pending.update({remote.remote(fn, item, threads, stop_file): i for i, item in enumerate(items)})
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
@@ -122,11 +140,13 @@ def run_on_ray(fn: Callable[[Any], Any], items: list, *, address: str | None = N
                 if on_result is not None:
                     on_result(items[i], result)
     except KeyboardInterrupt:
-        stop_tasks(ray, list(pending))
+        stop_tasks(ray, list(pending), stop_file)
         raise
     finally:
-        if main:
-            signal.signal(signal.SIGTERM, old_term)
+        for sig, old in old_handlers.items():
+            signal.signal(sig, old)
+        if stop_file:
+            Path(stop_file).unlink(missing_ok=True)
         if started:
             ray.shutdown()
     return results
@@ -136,13 +156,21 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def stop_tasks(ray, refs: list, wait_s: float | None = None) -> None:
-    """Stop the tasks of `refs`: a queued one never starts, a running one gets a KeyboardInterrupt (a lods run
-    checkpoints at its next step and stops) and is waited for. One still running after `wait_s`, or at a second
-    signal, is killed (its run resumes from its last periodic checkpoint)."""
+def stop_tasks(ray, refs: list, stop_file: str | None = None, wait_s: float | None = None) -> None:
+    """Stop the tasks of `refs`: a queued one never starts; a running one sees `stop_file` (and gets Ray's
+    KeyboardInterrupt), so a lods run checkpoints at its next step and stops, and is waited for. One still running
+    after `wait_s`, or at a second signal, is killed (its run resumes from its last periodic checkpoint)."""
     if not refs:
         return
     wait_s = STOP_WAIT_S if wait_s is None else wait_s
+    if stop_file:
+        from ..utils.io import atomic_write_text
+
+        try:
+            Path(stop_file).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(Path(stop_file), "stop\n")
+        except OSError:  # e.g. a full disk: Ray's cancel below still reaches most runs, and the wait is bounded
+            pass
     for ref in refs:
         ray.cancel(ref, force=False)
     try:
@@ -179,7 +207,7 @@ def _lost(failed_row: Callable, job: dict, error: BaseException) -> dict:
 
 def run_jobs_ray(jobs: list[dict], run_job: Callable, failed_row: Callable, *, ray_address: str | None = None,
                  threads: int = 1, gpus_per_run: float = 1.0,
-                 on_row: Callable[[dict, int, int], None] | None = None) -> list[dict]:
+                 on_row: Callable[[dict, int, int], None] | None = None, stop_dir: str | None = None) -> list[dict]:
     """Rows of `jobs` in their order; `run_job` and `failed_row` must be module-level functions."""
     rows: list = [None] * len(jobs)
     done = [0]
@@ -199,5 +227,5 @@ def run_jobs_ray(jobs: list[dict], run_job: Callable, failed_row: Callable, *, r
     cuda = any(str(j["config"].device).startswith("cuda") for j in todo)
     run_on_ray(functools.partial(run_job_shared, run_job, failed_row), todo, address=ray_address, num_cpus=threads,
                num_gpus=gpus_per_run if cuda else 0, threads=threads, on_result=landed,
-               on_lost=functools.partial(_lost, failed_row))
+               on_lost=functools.partial(_lost, failed_row), stop_dir=stop_dir)
     return rows

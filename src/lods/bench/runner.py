@@ -63,7 +63,8 @@ def run_in_processes(fn: Callable[[dict], dict], jobs: list[dict], workers: int,
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=worker_init,
                                initargs=(threads, stop_requested))
     main = threading.current_thread() is threading.main_thread()
-    old_term = signal.signal(signal.SIGTERM, on_signal) if main else None
+    # SIGINT too: a shell starts a background job with it ignored, and Ctrl-C or `kill -INT` must still stop it
+    old_handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
     try:
         futures = {pool.submit(_unless_stopped, fn, job): job for job in jobs}
         for fut in as_completed(futures):
@@ -82,8 +83,8 @@ def run_in_processes(fn: Callable[[dict], dict], jobs: list[dict], workers: int,
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     finally:
-        if main:
-            signal.signal(signal.SIGTERM, old_term)
+        for sig, old in old_handlers.items():
+            signal.signal(sig, old)
     pool.shutdown(wait=True)
     return rows
 
@@ -126,5 +127,5 @@ def run_bench_jobs(bc: BenchConfig, jobs: list[dict], on_row: Callable[[dict, in
         from .ray import run_jobs_ray
 
         return run_jobs_ray(jobs, run_job, failed_row, ray_address=bc.ray_address, threads=bc.threads,
-                            gpus_per_run=bc.gpus_per_run, on_row=on_row)
+                            gpus_per_run=bc.gpus_per_run, on_row=on_row, stop_dir=bc.out)
     return run_jobs(jobs, bc.workers, on_row, bc.threads)

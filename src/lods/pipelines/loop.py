@@ -189,7 +189,7 @@ def _run(cfg: GenerateConfig, run: RunDir, signals: StopSignals, progress, hooks
     signals.deferred = True  # a signal from here on stops the loop at a step boundary, with a checkpoint
     try:
         for step in range(start, cfg.steps):
-            if signals.requested is not None:
+            if signals.poll():
                 checkpoint(step)
                 raise Interrupted(step)
             torch.manual_seed(cfg.seed * 1_000_003 + step)
