@@ -335,7 +335,7 @@ class StopSignals:
             now = time.monotonic()
             if self._looked_at is None or now - self._looked_at >= self.STOP_FILE_EVERY_S:
                 self._looked_at = now
-                if _stop_file.exists():
+                if stop_file_exists():
                     self.requested, self._first_at = int(signal.SIGTERM), now
         return self.requested is not None
 
