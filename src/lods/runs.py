@@ -12,6 +12,7 @@ A RunDir
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import hashlib
@@ -357,6 +358,23 @@ class StopSignals:
         for sig, old in self._old.items():
             signal.signal(sig, old)
         self._old.clear()
+
+
+@contextlib.contextmanager
+def stop_signals_raise_interrupt():
+    """Inside: SIGINT and SIGTERM raise KeyboardInterrupt in the main thread (a pool's or Ray driver's stop); the
+    old handlers come back after. SIGINT too, because a shell starts a background job with it ignored, and
+    Ctrl-C or `kill -INT` must still stop it; SIGTERM in place of Ray's own handler, which calls sys.exit."""
+    def raise_interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    main = threading.current_thread() is threading.main_thread()
+    old = {sig: signal.signal(sig, raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 class Stopwatch:

@@ -101,7 +101,8 @@ def test_malformed_files_in_eval(work, lods, name, text):
 
 def test_eval_warns_on_an_unfinished_run(prior, tmp_path, lods):
     out = tmp_path / "run"
-    assert lods(*tiny(prior, out))[0] == 0
+    code, _, err = lods(*tiny(prior, out))
+    assert code == 0, err
     cfg = out / "config.yaml"
     cfg.write_text(cfg.read_text().replace("steps: 6", "steps: 60"))
     code, _, err = lods("eval", out)

@@ -58,11 +58,14 @@ def test_a_signal_to_a_ray_batch_checkpoints_the_running_runs_and_starts_no_queu
         assert load_checkpoint(run / "checkpoints" / "last.safetensors")[1]["step"] > 0
 
 
-def test_a_ray_task_does_not_start_its_run_once_the_stop_file_exists(tmp_path):
+def test_a_ray_task_does_not_start_its_run_once_the_stop_file_exists(tmp_path, monkeypatch):
+    import torch
+
     from lods.bench import ray as ray_backend
     from lods.errors import Interrupted
     from lods.runs import stop_file_exists
 
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # _task sets the worker's; keep this process's
     started = []
     stop = tmp_path / ".stop-1"
     assert ray_backend._task(started.append, "first", 1, str(stop)) is None and started == ["first"]

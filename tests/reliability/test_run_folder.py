@@ -141,7 +141,8 @@ def test_image_to_3d_resume_checks_and_extends(prior, tmp_path, lods):
     im.save(img)
     out = tmp_path / "run"
     base = ("image-to-3d", img, "--prompt", "a red cube", "--prior", prior, "--out", out, "--quiet")
-    assert lods(*base, "--steps", 6)[0] == 0
+    code, _, err = lods(*base, "--steps", 6)
+    assert code == 0, err
     before = snapshot(out)
     code, _, err = lods(*base, "--resume", "--seed", 5)
     assert code == 2 and len(err) == 1 and "seed" in err[0], err

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import functools
 import os
-import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UserError
+from ..runs import stop_signals_raise_interrupt
 
 BACKENDS = ("local", "ray")
 INSTALL_HINT = 'pip install "lods[ray]"'
@@ -120,40 +119,32 @@ def run_on_ray(fn: Callable[[Any], Any], items: list, *, address: str | None = N
                                        retry_exceptions=False)
     results: list = [None] * len(items)
     pending: dict = {}
-    main = threading.current_thread() is threading.main_thread()
-    # SIGTERM: in place of Ray's sys.exit; SIGINT: also where the shell started us with it ignored (a background job)
-    stops = (signal.SIGINT, signal.SIGTERM)
-    old_handlers = {sig: signal.signal(sig, _raise_interrupt) for sig in stops} if main else {}
     try:
-        pending.update({remote.remote(fn, item, threads, stop_file): i for i, item in enumerate(items)})
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                i = pending.pop(ref)
-                try:
-                    result = ray.get(ref)
-                except RayError as e:  # lost after its retries, or fn raised
-                    if on_lost is None:
-                        raise
-                    result = on_lost(items[i], e)
-                results[i] = result
-                if on_result is not None:
-                    on_result(items[i], result)
-    except KeyboardInterrupt:
-        stop_tasks(ray, list(pending), stop_file)
-        raise
+        with stop_signals_raise_interrupt():  # SIGINT, SIGTERM: the tasks stop at a step boundary (stop_tasks)
+            try:
+                pending.update({remote.remote(fn, item, threads, stop_file): i for i, item in enumerate(items)})
+                while pending:
+                    ready, _ = ray.wait(list(pending), num_returns=1)
+                    for ref in ready:
+                        i = pending.pop(ref)
+                        try:
+                            result = ray.get(ref)
+                        except RayError as e:  # lost after its retries, or fn raised
+                            if on_lost is None:
+                                raise
+                            result = on_lost(items[i], e)
+                        results[i] = result
+                        if on_result is not None:
+                            on_result(items[i], result)
+            except KeyboardInterrupt:
+                stop_tasks(ray, list(pending), stop_file)
+                raise
     finally:
-        for sig, old in old_handlers.items():
-            signal.signal(sig, old)
         if stop_file:
             Path(stop_file).unlink(missing_ok=True)
         if started:
             ray.shutdown()
     return results
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def stop_tasks(ray, refs: list, stop_file: str | None = None, wait_s: float | None = None) -> None:

@@ -48,43 +48,34 @@ def run_in_processes(fn: Callable[[dict], dict], jobs: list[dict], workers: int,
     gives `crashed(job, error)`; `landed(job, row)` is called as each row arrives. SIGINT or SIGTERM to this process
     (or a worker's run stopped by one) stops every worker's run at a checkpoint and raises here."""
     import multiprocessing as mp
-    import signal
-    import threading
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     from ..errors import Interrupted
-
-    def on_signal(signum, frame):
-        raise KeyboardInterrupt
+    from ..runs import stop_signals_raise_interrupt
 
     rows: list = [None] * len(jobs)
     ctx = mp.get_context("spawn")
     stop_requested = ctx.Event()
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=worker_init,
                                initargs=(threads, stop_requested))
-    main = threading.current_thread() is threading.main_thread()
-    # SIGINT too: a shell starts a background job with it ignored, and Ctrl-C or `kill -INT` must still stop it
-    old_handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
-    try:
-        futures = {pool.submit(_unless_stopped, fn, job): job for job in jobs}
-        for fut in as_completed(futures):
-            job = futures[fut]
-            try:
-                row = fut.result()
-            except Interrupted:
-                raise
-            except Exception as e:  # noqa: BLE001 - a crashed worker (killed, out of memory)
-                row = crashed(job, e)
-            rows[job["index"]] = row
-            landed(job, row)
-    except (KeyboardInterrupt, Interrupted):
-        stop_requested.set()  # before the workers' runs stop, so that no queued run starts after them
-        _stop_workers(pool)
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    finally:
-        for sig, old in old_handlers.items():
-            signal.signal(sig, old)
+    with stop_signals_raise_interrupt():  # SIGINT or SIGTERM here: every worker's run checkpoints and stops
+        try:
+            futures = {pool.submit(_unless_stopped, fn, job): job for job in jobs}
+            for fut in as_completed(futures):
+                job = futures[fut]
+                try:
+                    row = fut.result()
+                except Interrupted:
+                    raise
+                except Exception as e:  # noqa: BLE001 - a crashed worker (killed, out of memory)
+                    row = crashed(job, e)
+                rows[job["index"]] = row
+                landed(job, row)
+        except (KeyboardInterrupt, Interrupted):
+            stop_requested.set()  # before the workers' runs stop, so that no queued run starts after them
+            _stop_workers(pool)
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     pool.shutdown(wait=True)
     return rows
 
