@@ -107,3 +107,25 @@ def test_poll_sees_the_stop_file_once_it_exists(tmp_path, monkeypatch):
         assert signals.poll() and signals.requested == signal.SIGTERM
     runs.watch_stop_file(None)
     assert not runs.stop_file_exists()
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_stop_signal_raises_keyboard_interrupt_inside_and_the_old_handler_is_back_after(signame):
+    import os
+    import signal
+
+    from lods.runs import stop_signals_raise_interrupt
+
+    sig = getattr(signal, signame)
+    seen = []
+    old = signal.signal(sig, lambda s, f: seen.append(s))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with stop_signals_raise_interrupt():
+                os.kill(os.getpid(), sig)
+                time.sleep(1)  # the handler runs between bytecodes; it raises long before this ends
+        os.kill(os.getpid(), sig)
+        time.sleep(0.1)
+        assert seen == [sig]
+    finally:
+        signal.signal(sig, old)
