@@ -349,15 +349,12 @@ class StopSignals:
         raise Interrupted(self.step, None if self.step is not None else self.message)
 
     def __enter__(self) -> "StopSignals":
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
+        self._old = _install_stop_handlers(self._handle)
         return self
 
     def __exit__(self, *exc) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old.clear()
+        _restore_handlers(self._old)
+        self._old = {}
 
 
 @contextlib.contextmanager
@@ -368,13 +365,23 @@ def stop_signals_raise_interrupt():
     def raise_interrupt(signum, frame):
         raise KeyboardInterrupt
 
-    main = threading.current_thread() is threading.main_thread()
-    old = {sig: signal.signal(sig, raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    old = _install_stop_handlers(raise_interrupt)
     try:
         yield
     finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
+        _restore_handlers(old)
+
+
+def _install_stop_handlers(handler) -> dict:
+    """`handler` for SIGINT and SIGTERM, in the main thread only (elsewhere Python refuses); the old handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_handlers(old: dict) -> None:
+    for sig, handler in old.items():
+        signal.signal(sig, handler)
 
 
 class Stopwatch:

@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import UserError
-from ..runs import stop_signals_raise_interrupt
+from ..errors import Interrupted, UserError
+from ..runs import stop_file_exists, stop_signals_raise_interrupt, watch_stop_file
 
 BACKENDS = ("local", "ray")
 INSTALL_HINT = 'pip install "lods[ray]"'
@@ -70,9 +70,6 @@ def _task(fn: Callable[[Any], Any], item: Any, threads: int, stop_file: str | No
     """What a Ray worker runs: `fn(item)` with `threads` torch threads; a run stops at its next step boundary
     once `stop_file` exists, and does not start if it exists already."""
     import torch
-
-    from ..errors import Interrupted
-    from ..runs import stop_file_exists, watch_stop_file
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     torch.set_num_threads(max(1, threads))
