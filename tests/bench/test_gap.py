@@ -174,6 +174,34 @@ def test_report_only_reports_the_finished_runs_and_starts_none(world_prior, tmp_
     assert "1 not run yet: a partial report" in summary and "| sds@30 | 2d | 1 |" in summary
 
 
+def test_restore_from_merges_several_csvs_from_the_command_line(world_prior, tmp_path, monkeypatch):
+    """`--restore-from A --restore-from B`: the finished rows of both count as done; the first csv wins a job both have."""
+    import sys
+
+    from lods.cli import main
+
+    gc = GapConfig(grid=parse_grid("sds@30"), prompts=["a cube"], seeds=1, steps=2, prior=world_prior,
+                   out=str(tmp_path / "seed0"))
+    run_gap(gc)  # seed 0 only
+    run_gap(GapConfig(**{**gc.__dict__, "seeds": 2, "out": str(tmp_path / "seeds01")}))  # seeds 0 and 1
+    first, second = tmp_path / "seed0" / "results.csv", tmp_path / "seeds01" / "results.csv"
+    merged = tmp_path / "merged"
+    monkeypatch.setattr(sys, "argv", ["lods", "bench", "gap", "--dims", "2d", "--grid", "sds@30", "--prompts",
+                                      str(tmp_path / "prompts.txt"), "--seeds", "3", "--steps", "2", "--prior",
+                                      world_prior, "--out", str(merged), "--report-only", "--quiet",
+                                      "--restore-from", str(first), "--restore-from", str(second)])
+    (tmp_path / "prompts.txt").write_text("a cube\n")
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code in (0, None)
+    assert [(r["seed"], r["status"]) for r in read(merged / "results.csv")] == \
+        [("0", "done before"), ("1", "done before"), ("2", "not run")]
+    sources = [json.loads((merged / "runs" / "2d" / f"sds-s30-seed{seed}" / "a-cube" / "gap.json").read_text())
+               ["restored_from"] for seed in (0, 1)]
+    assert sources == [str(first), str(second)]
+    assert f"--restore-from {first} --restore-from {second}" in (merged / "summary.md").read_text()
+
+
 def test_restore_from_a_csv_continues_on_a_new_folder(world_prior, tmp_path):
     first = tmp_path / "first"
     gc = GapConfig(grid=parse_grid("sds@30"), prompts=["a cube"], seeds=1, steps=2, prior=world_prior, out=str(first))

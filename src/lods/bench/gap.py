@@ -135,7 +135,7 @@ class GapConfig:
     export: dict = field(default_factory=dict)  # 3d: export settings over the quality benchmark's
     baseline: str | None = None  # a grid label; None: the SDS entry with the best mean judge confidence
     report_only: bool = False  # start no run: report the finished ones (the others: status "not run")
-    restore_from: str | None = None  # a results.csv whose finished jobs count as done (gap_restore.py)
+    restore_from: list = field(default_factory=list)  # results.csv files whose finished jobs count as done (gap_restore.py)
     command: str = ""
 
     def resolved_prompts(self) -> list[str]:
@@ -373,10 +373,9 @@ def run_gap(gc: GapConfig, on_row: Callable[[dict, int, int], None] | None = Non
     for job in jobs:
         job["config"].validate()
         check_existing(job)
-    if gc.restore_from:
-        from .gap_restore import restore
+    from .gap_restore import restore_all
 
-        restore(jobs, gc.restore_from, GAP_FILE)
+    restore_all(jobs, gc.restore_from, GAP_FILE)
     out = Path(gc.out)
     out.mkdir(parents=True, exist_ok=True)
     started = _dt.datetime.now(_dt.timezone.utc)

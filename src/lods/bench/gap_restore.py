@@ -77,3 +77,11 @@ def restore(jobs: list[dict], csv_path: str | Path, gap_file: str) -> int:
         atomic_write_json(gap, {**scores_from_row(row), "restored_from": str(csv_path)})
         n += 1
     return n
+
+
+def restore_all(jobs: list[dict], csv_paths, gap_file: str) -> int:
+    """`restore` from each csv in order (the first with a job's row wins); one path counts as a list of one."""
+    if not csv_paths:
+        return 0
+    paths = [csv_paths] if isinstance(csv_paths, (str, Path)) else list(csv_paths)
+    return sum(restore(jobs, p, gap_file) for p in paths)

@@ -124,6 +124,9 @@ def command_line(name: str, options: dict) -> str:
             continue
         if v is True:
             parts.append(flag)
+        elif isinstance(v, (list, tuple)):  # a repeatable option: the flag once per value
+            for item in v:
+                parts += [flag, shlex.quote(str(item))]
         else:
             parts += [flag, shlex.quote(str(v))]
     return " ".join(parts)

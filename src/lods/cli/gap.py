@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -37,10 +37,11 @@ def gap(
     quiet: bool = typer.Option(False, help="No line per finished run."),
     report_only: bool = typer.Option(False, help="Start no run: write results.csv, summary.md and plots/ from the "
                                                  "runs finished so far (a partial report; the others are \"not run\")."),
-    restore_from: Optional[Path] = typer.Option(None, help="A results.csv of an earlier run of this benchmark: its "
-                                                           "finished jobs count as done here (their gap.json is "
-                                                           "written from it), so a benchmark continues on a new "
-                                                           "machine from its csv alone."),
+    restore_from: Optional[List[Path]] = typer.Option(None, help="A results.csv of an earlier run of this benchmark: "
+                                                                 "its finished jobs count as done here (their gap.json "
+                                                                 "is written from it), so a benchmark continues on a "
+                                                                 "new machine from its csv alone. Repeat it to merge "
+                                                                 "several csvs (the first with a job's row wins)."),
 ):
     """The guidance gap: SDS at low and high s against CSD, VSD and LODS, on ambiguous and specified prompts; writes results.csv, summary.md and plots/.
 
@@ -57,7 +58,7 @@ def gap(
                    prompt_set=prompt_set, seeds=seeds, steps=steps, image_lr=image_lr, backbones=parse_list(backbones, "--backbones"),
                    render_size=render_size, num_points=num_points, baseline=baseline, workers=workers, threads=threads,
                    prior=prior, device=check_device(device), out=str(out), report_only=report_only,
-                   restore_from=str(restore_from) if restore_from else None)
+                   restore_from=[str(p) for p in restore_from or []])
     options = dict(grid=grid, dims=dims, prompts=prompts, prompt_set=None if prompts else prompt_set, seeds=seeds,
                    steps=steps, image_lr=image_lr, backbones=backbones if dims == "3d" else None, render_size=render_size,
                    num_points=num_points, baseline=baseline, workers=workers, threads=threads, prior=prior,
