@@ -200,6 +200,14 @@ def test_restore_from_merges_several_csvs_from_the_command_line(world_prior, tmp
                ["restored_from"] for seed in (0, 1)]
     assert sources == [str(first), str(second)]
     assert f"--restore-from {first} --restore-from {second}" in (merged / "summary.md").read_text()
+    # an unreadable csv among them: one line, exit 2, and nothing restored from the good one either
+    other = tmp_path / "other"
+    argv = [a if a != str(merged) else str(other) for a in sys.argv]
+    monkeypatch.setattr(sys, "argv", argv[:-1] + [str(tmp_path / "missing.csv")])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    assert not list(other.glob("runs/**/gap.json"))
 
 
 def test_restore_from_a_csv_continues_on_a_new_folder(world_prior, tmp_path):

@@ -373,9 +373,9 @@ def run_gap(gc: GapConfig, on_row: Callable[[dict, int, int], None] | None = Non
     for job in jobs:
         job["config"].validate()
         check_existing(job)
-    from .gap_restore import restore_all
+    from .gap_restore import restore
 
-    restore_all(jobs, gc.restore_from, GAP_FILE)
+    restore(jobs, gc.restore_from, GAP_FILE)
     out = Path(gc.out)
     out.mkdir(parents=True, exist_ok=True)
     started = _dt.datetime.now(_dt.timezone.utc)

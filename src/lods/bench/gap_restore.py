@@ -60,28 +60,28 @@ def scores_from_row(row: dict) -> dict:
     return data
 
 
-def restore(jobs: list[dict], csv_path: str | Path, gap_file: str) -> int:
-    """Write gap.json for each job that has none and a finished row in `csv_path`; returns how many."""
+def restore(jobs: list[dict], csv_paths, gap_file: str) -> int:
+    """Write gap.json for each job that has none and a finished row in one of `csv_paths` (one path or several, in
+    order: the first csv with the job's row wins); returns how many. Every csv is read before anything is written, so
+    an unreadable one leaves the folder as it was."""
     from ..utils.io import atomic_write_json
 
-    finished = read_finished(csv_path)
+    if not csv_paths:
+        return 0
+    paths = [csv_paths] if isinstance(csv_paths, (str, Path)) else list(csv_paths)
+    sources = [(str(p), read_finished(p)) for p in paths]
     n = 0
     for job in jobs:
         cfg = job["config"]
         gap = Path(cfg.out) / gap_file
-        image_lr = _image_lr(job["dims"], getattr(cfg, "lr", None))
-        row = finished.get(_key(job["label"], job["backbone"], job["seed"], job["prompt"], cfg.steps, image_lr))
-        if row is None or gap.exists():
+        if gap.exists():
+            continue
+        key = _key(job["label"], job["backbone"], job["seed"], job["prompt"], cfg.steps,
+                   _image_lr(job["dims"], getattr(cfg, "lr", None)))
+        found = next(((src, rows[key]) for src, rows in sources if key in rows), None)
+        if found is None:
             continue
         gap.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(gap, {**scores_from_row(row), "restored_from": str(csv_path)})
+        atomic_write_json(gap, {**scores_from_row(found[1]), "restored_from": found[0]})
         n += 1
     return n
-
-
-def restore_all(jobs: list[dict], csv_paths, gap_file: str) -> int:
-    """`restore` from each csv in order (the first with a job's row wins); one path counts as a list of one."""
-    if not csv_paths:
-        return 0
-    paths = [csv_paths] if isinstance(csv_paths, (str, Path)) else list(csv_paths)
-    return sum(restore(jobs, p, gap_file) for p in paths)
