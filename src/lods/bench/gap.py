@@ -169,6 +169,8 @@ class GapConfig:
             for b in self.backbones or [None]:
                 if b not in BACKBONES:
                     raise UserError(f"unknown backbone {b!r}; choose from: {', '.join(BACKBONES)}")
+        if not isinstance(self.restore_from, list):  # None or one csv, as a Python caller may pass them
+            self.restore_from = [] if self.restore_from is None else [str(self.restore_from)]
         if self.baseline is not None and self.baseline not in {e.label for e in self.grid}:
             raise UserError(f"--baseline {self.baseline!r} is not an entry of the grid")
         prompts = self.resolved_prompts()

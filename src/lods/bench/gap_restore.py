@@ -60,16 +60,13 @@ def scores_from_row(row: dict) -> dict:
     return data
 
 
-def restore(jobs: list[dict], csv_paths, gap_file: str) -> int:
-    """Write gap.json for each job that has none and a finished row in one of `csv_paths` (one path or several, in
-    order: the first csv with the job's row wins); returns how many. Every csv is read before anything is written, so
+def restore(jobs: list[dict], csv_paths: list, gap_file: str) -> int:
+    """Write gap.json for each job that has none and a finished row in one of `csv_paths` (in order: the first csv
+    with the job's row wins); returns how many. Every csv is read before anything is written, so
     an unreadable one leaves the folder as it was."""
     from ..utils.io import atomic_write_json
 
-    if not csv_paths:
-        return 0
-    paths = [csv_paths] if isinstance(csv_paths, (str, Path)) else list(csv_paths)
-    sources = [(str(p), read_finished(p)) for p in paths]
+    sources = [(str(p), read_finished(p)) for p in csv_paths]
     n = 0
     for job in jobs:
         cfg = job["config"]
