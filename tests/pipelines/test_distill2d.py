@@ -141,3 +141,56 @@ def test_saturation():
     red[:, 0] = 1.0
     assert float(saturation(red)) == 1.0
     assert float(saturation(torch.zeros(1, 3, 2, 2))) == 0.0
+
+
+def test_init_starts_exactly_where_a_run_ended_or_from_a_picture(world_folder, tmp_path):
+    from safetensors.torch import load_file
+
+    from lods.pipelines.distill2d import initial_image
+
+    prior = Prior.load(str(world_folder))
+    first = tmp_path / "first"
+    run_distill2d(Distill2DConfig(prompt="a red cube", guidance="sds", prior=str(world_folder), steps=2, out=str(first)), prior=prior)
+    ended = load_file(str(first / "image.safetensors"))["image"]
+    assert ended.shape == (1, prior.latent_channels, prior.latent_size, prior.latent_size)
+    # a run folder and its file give the exact tensor; one image serves every particle
+    assert torch.equal(initial_image(str(first), prior, (2, *ended.shape[1:])), ended.expand(2, -1, -1, -1))
+    assert torch.equal(initial_image(str(first / "image.safetensors"), prior, tuple(ended.shape)), ended)
+    # a continued run starts there: with a vanishing learning rate it ends there too, unlike a run from noise
+    cont = run_distill2d(Distill2DConfig(prompt="a red cube", guidance="sds", prior=str(world_folder), steps=1, lr=1e-12,
+                                         init=str(first), out=str(tmp_path / "cont")), prior=prior)
+    assert torch.allclose(load_file(str(tmp_path / "cont" / "image.safetensors"))["image"], ended, atol=1e-9)
+    assert yaml.safe_load((tmp_path / "cont" / "config.yaml").read_text())["init"] == str(first)
+    fresh = run_distill2d(Distill2DConfig(prompt="a red cube", guidance="sds", prior=str(world_folder), steps=1, lr=1e-12,
+                                          out=str(tmp_path / "fresh")), prior=prior)
+    assert fresh["mean_rgb"] != cont["mean_rgb"]
+    # a picture is encoded into the prior's space
+    picture = initial_image(str(first / "image.png"), prior, tuple(ended.shape))
+    # the pixel prior's space is [-1, 1]: the picture holds the tensor clamped there and rounded to 8 bits
+    assert (picture - ended.clamp(-1, 1)).abs().max() <= 1.0 / 255 + 1e-6
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda d: d / "missing.png", "not found"),
+    (lambda d: (d / "empty").mkdir() or d / "empty", "no image.safetensors"),
+    (lambda d: (d / "bad.png").write_bytes(b"not a png") and d / "bad.png", "cannot read"),
+    (lambda d: (d / "bad.safetensors").write_bytes(b"\x00" * 16) and d / "bad.safetensors", "cannot read"),
+])
+def test_a_bad_init_writes_nothing(world_folder, tmp_path, make, match):
+    src = tmp_path / "src"
+    src.mkdir()
+    init = make(src)
+    with pytest.raises(UserError, match=match):
+        run_distill2d(Distill2DConfig(prompt="a red cube", guidance="sds", prior=str(world_folder), steps=1,
+                                      init=str(init), out=str(tmp_path / "run")))
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_init_of_the_wrong_shape_is_refused(world_folder, tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"image": torch.zeros(1, 3, 8, 8)}, str(tmp_path / "small.safetensors"))
+    with pytest.raises(UserError, match="has shape"):
+        run_distill2d(Distill2DConfig(prompt="a red cube", guidance="sds", prior=str(world_folder), steps=1,
+                                      init=str(tmp_path / "small.safetensors"), out=str(tmp_path / "run")))
+    assert not (tmp_path / "run").exists()

@@ -19,20 +19,23 @@ def distill2d(
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("cpu", help=DEVICE_HELP),
     out: Path = typer.Option(Path("outputs/distill2d"), help="Output folder."),
+    init: Optional[Path] = typer.Option(None, help="Start from this picture (encoded), an image.safetensors, or a "
+                                                   "finished distill2d run folder (exactly where it ended)."),
     quiet: bool = typer.Option(False, help=QUIET_HELP),
     preset: str = typer.Option("fast", help="The method's learning rates and options from this preset: fast (tuned on "
                                             "the embedded prior) or paper (Stable Diffusion's); the scale is --cfg's."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override any config field: "
                                                                  "--set guidance_config.embedding_lr=1e-4."),
 ):
-    """Optimise one image with a guidance (the 2D playground): writes image.png, metrics.json, config.yaml, loss.png."""
+    """Optimise one image with a guidance (the 2D playground): writes image.png, image.safetensors (the final tensor),
+    metrics.json, config.yaml, loss.png."""
     from ..config import apply_sets
     from ..pipelines.distill2d import Distill2DConfig, preset_guidance_config, run_distill2d
     from ..utils.progress import progress_bar
 
     config = Distill2DConfig(prompt=prompt, guidance=guidance, prior=prior, steps=steps, guidance_scale=cfg, seed=seed,
                              device=check_device(device), out=str(out),
-                             guidance_config=preset_guidance_config(guidance, preset))
+                             init=None if init is None else str(init), guidance_config=preset_guidance_config(guidance, preset))
     config = apply_sets(config, set_)
     with progress_bar(f"distill2d {guidance}", steps, enabled=not quiet) as bar:
         metrics = run_distill2d(config, progress=bar)

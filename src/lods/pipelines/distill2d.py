@@ -4,7 +4,8 @@ The optimised tensor lives in the prior's model space: the latent for a latent p
 pixel-space prior. One optimizer step updates it and the guidance's learnable parts together. `out` is a locked
 `RunDir`: it must be new, empty, or an earlier distill2d result (never another command's folder). Outputs are
 written to a staging folder inside `out` and moved into place at the end, so a failed run leaves no partial
-outputs and an earlier result is only replaced by a finished one.
+outputs and an earlier result is only replaced by a finished one. The final tensor itself is kept as
+`image.safetensors`, so `init` can start a run exactly where another ended (or from any picture, encoded).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from ..config import dump_yaml
 from ..evaluate.set_metrics import prior_denoising_loss
@@ -28,7 +31,7 @@ from ..evaluate.learned_fit import learned_fit, world_truth_images
 from ..utils.io import atomic_write_json, atomic_write_text
 
 
-OUTPUTS = frozenset({"image.png", "metrics.json", "config.yaml", "loss.png", "snapshots"})
+OUTPUTS = frozenset({"image.png", "image.safetensors", "metrics.json", "config.yaml", "loss.png", "snapshots"})
 
 
 def preset_guidance_config(guidance: str, preset: str = "fast", keep_scale: bool = False) -> GuidanceConfig:
@@ -56,6 +59,7 @@ class Distill2DConfig:
     lr: float = 3e-2  # Adam on the latent / pixels
     batch: int = 1  # particles
     log_every: int = 100  # save snapshots/step_XXXXX.png every this many steps (0: none)
+    init: str | None = None  # start from: a picture (encoded), an image.safetensors, or a distill2d run folder
     guidance_config: GuidanceConfig = field(default_factory=GuidanceConfig)
 
     def validate(self) -> None:
@@ -74,7 +78,37 @@ class Distill2DConfig:
             raise UserError(f"batch must be positive, got {self.batch}")
         if self.log_every < 0:
             raise UserError(f"log_every must be >= 0, got {self.log_every}")
+        if self.init is not None and not Path(self.init).exists():
+            raise UserError(f"the init image {self.init} was not found")
         self.guidance_config.validate()
+
+
+def initial_image(path: str, prior, shape: tuple) -> torch.Tensor:
+    """The starting tensor (model space, `shape`) from `path`: a distill2d run folder or its image.safetensors (the
+    exact tensor a run ended with), or a picture (resized and encoded). One image serves every particle."""
+    source = Path(path)
+    if source.is_dir():
+        source = source / "image.safetensors"
+        if not source.is_file():
+            raise UserError(f"{path} holds no image.safetensors (not a finished distill2d run)")
+    try:
+        if source.suffix == ".safetensors":
+            image = load_file(str(source)).get("image")
+            if image is None:
+                raise UserError(f"{source} holds no tensor named 'image'")
+        else:
+            from PIL import Image
+
+            with Image.open(source) as picture:
+                pixels = np.asarray(picture.convert("RGB"), dtype=np.float32) / 255.0
+            with torch.no_grad():
+                image = prior.encode_images(torch.from_numpy(pixels).permute(2, 0, 1)[None]).float().cpu()
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise UserError(f"cannot read the init image {path}: {exc}") from None
+    if image.dim() != 4 or tuple(image.shape[1:]) != tuple(shape[1:]) or image.shape[0] not in (1, shape[0]):
+        raise UserError(f"the init image {path} has shape {tuple(image.shape)}; this prior and batch need "
+                        f"{tuple(shape)} (or one image)")
+    return image.expand(shape).clone().to(prior.device)
 
 
 def saturation(images01: torch.Tensor) -> torch.Tensor:
@@ -133,7 +167,9 @@ def run_distill2d(cfg: Distill2DConfig, progress=None, prior=None) -> dict:
 
     g = torch.Generator(device=prior.device).manual_seed(cfg.seed)
     shape = (cfg.batch, prior.latent_channels, prior.latent_size, prior.latent_size)
-    if prior.is_latent:
+    if cfg.init is not None:
+        init = initial_image(cfg.init, prior, shape)
+    elif prior.is_latent:
         init = torch.randn(shape, generator=g, device=g.device)
     else:
         init = torch.rand(shape, generator=g, device=g.device) * 2.0 - 1.0
@@ -190,6 +226,7 @@ def _optimise(cfg, resolved, run, prior, guidance, z, g, optimizer, progress) ->
             if fit is not None:
                 metrics["learned_fit"] = fit
         _save_png(tmp / "image.png", images)
+        save_file({"image": z.detach().float().cpu().contiguous()}, str(tmp / "image.safetensors"))
         atomic_write_json(tmp / "metrics.json", metrics)
         atomic_write_text(tmp / "config.yaml", dump_yaml(resolved))
         _save_loss_plot(tmp / "loss.png", history)

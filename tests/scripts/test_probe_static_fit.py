@@ -1,0 +1,45 @@
+"""scripts/probe_static_fit.py: a fresh learned branch fitted to one image held still, on a tiny prior."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+import lods.pipelines.distill2d as distill2d_module
+from lods.evaluate.set_metrics import prior_denoising_loss
+from lods.priors.tiny_sd import build_tiny_world_prior
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("probe_static_fit", ROOT / "scripts" / "probe_static_fit.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_image_is_the_runs_own_and_the_branch_starts_untrained(tmp_path):
+    from lods.priors.prior import Prior
+
+    probe = _script()
+    folder = str(build_tiny_world_prior(tmp_path / "prior"))
+    prior = Prior.load(folder)
+    z = probe.final_image("a red cube", "lods-embedding", 1000.0, 2, 0, prior, tmp_path / "lods")
+    assert distill2d_module.prior_denoising_loss is prior_denoising_loss  # the capture is undone
+    metrics = json.loads((tmp_path / "lods" / "metrics.json").read_text())
+    assert prior_denoising_loss(prior, z, "a red cube", seed=0) == pytest.approx(metrics["prior_denoising_loss"], rel=1e-6)
+
+    rows = probe.main(["a red cube", "--prior", folder, "--out", str(tmp_path / "probe"), "--run-steps", "2",
+                       "--fit-steps", "0,3", "--images", "lods,truth", "--branches", "lods-embedding,lods-lora"])
+    assert [(r["image"], r["branch"]) for r in rows] == [("lods", "lods-embedding"), ("lods", "lods-lora"),
+                                                         ("truth", "lods-embedding"), ("truth", "lods-lora")]
+    lines = (tmp_path / "probe" / "results.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == rows
+    for r in rows:
+        # before any step the branch is the frozen unconditional one: its ratio is the untrained loss's
+        assert r["fit_ratio"]["0"] == pytest.approx(
+            r["untrained_loss"] / r["clean_reference_loss"], rel=2e-3)
+        assert r["fit_ratio"]["3"] != r["fit_ratio"]["0"]  # it trains
+        assert len(r["by_t_learned"]) == len(r["by_t_clean_reference"]) == probe.BANDS
