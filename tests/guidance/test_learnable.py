@@ -46,6 +46,24 @@ def test_one_step_updates_image_and_learnable_part(prior, name):
     assert any(not torch.equal(b, a.detach()) for b, a in zip(before[1:], after[1:]))
 
 
+@pytest.mark.parametrize("name", ["lods-embedding", "lods-lora"])
+def test_learned_warmup_trains_only_the_branch_first(prior, name):
+    g = build_guidance(name, prior, PROMPT, GuidanceConfig(learned_warmup=2))
+    z = torch.nn.Parameter(torch.rand(1, 3, 32, 32) * 2 - 1)
+    opt = torch.optim.AdamW([{"params": [z], "lr": 1e-2, "weight_decay": 0.0}] + g.param_groups())
+    start, branch = z.detach().clone(), [p.detach().clone() for p in params_of(g)]
+    for step in range(3):
+        out = g.forward_latents(z, None, step, generator=torch.Generator().manual_seed(step))
+        assert (float(out["grad_norm"]) == 0.0) == (step < 2) and float(out["loss_learned"].detach()) > 0
+        opt.zero_grad()
+        (out["loss_distill"] + out["loss_learned"]).backward()
+        opt.step()
+        if step == 1:  # two warm-up steps: the image has not moved, the branch has
+            assert torch.equal(z.detach(), start)
+            assert any(not torch.equal(b, p.detach()) for b, p in zip(branch, params_of(g)))
+    assert not torch.equal(z.detach(), start)
+
+
 def test_learned_embedding_starts_at_the_negative_prompt(prior):
     g = build_guidance("lods-embedding", prior, PROMPT, GuidanceConfig(negative_prompt="blurry"))
     torch.testing.assert_close(g.embedding.detach(), prior.encode_text(["blurry"]))
@@ -110,7 +128,8 @@ def test_default_scales_and_overrides(prior):
 @pytest.mark.parametrize(
     "bad", [dict(guidance_scale=0.0), dict(guidance_scale=-3.0), dict(min_step_percent=0.9, max_step_percent=0.5),
             dict(grad_clip=0.0), dict(embedding_lr=-1.0), dict(lora_lr=0.0), dict(camera_dropout=1.0),
-            dict(learned_draws=0), dict(learned_draws=2, shared_draw=True), dict(lora_targets="convs")]
+            dict(learned_draws=0), dict(learned_draws=2, shared_draw=True), dict(lora_targets="convs"),
+            dict(learned_warmup=-1)]
 )
 def test_bad_config_is_user_error(prior, bad):
     with pytest.raises(UserError):

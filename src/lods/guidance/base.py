@@ -40,6 +40,7 @@ class GuidanceConfig:
     camera_dropout: float = 0.1  # VSD: probability of dropping the camera (for the whole batch) while training the LoRA
     learned_draws: int = 1  # LODS: (t', ε') draws per step and image for loss_learned (their mean); >1 costs a bigger pass
     shared_draw: bool = False  # LODS: loss_learned reuses the distillation draw (t, ε): one grad-enabled pass serves both
+    learned_warmup: int = 0  # LODS: for the first N steps only the learned branch trains; the result gets no gradient
     learned_grad_scale: float | None = None  # backward scale of the learnable part's loss (None: 1024 for fp16, else 1)
     perp_neg: bool = False  # Perp-Neg: the other views' prompts as negatives, their perpendicular part (prompts.py)
     perp_neg_scale: float = 1.0  # multiplies threestudio's Perp-Neg weights (ScaleDreamer's ASD: 0.5)
@@ -61,6 +62,8 @@ class GuidanceConfig:
             raise UserError("lora_rank must be at least 1")
         if self.learned_draws < 1:
             raise UserError(f"learned_draws must be at least 1, got {self.learned_draws}")
+        if self.learned_warmup < 0:
+            raise UserError(f"learned_warmup must be >= 0, got {self.learned_warmup}")
         if self.shared_draw and self.learned_draws != 1:
             raise UserError("shared_draw reuses the distillation draw: it needs learned_draws = 1")
         if self.lora_targets not in ("attention", "all"):

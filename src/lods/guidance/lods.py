@@ -5,6 +5,9 @@ loss_learned = mean((ε_ψ(z'_t'; ∅_learned, t') - ε')²) on z' = stopgrad(z)
 (`learned_draws` such draws per image, averaged; 1 in the reference).
 The branches of `grad` run under no_grad, so loss_distill sends nothing to the learnable part ψ.
 
+`learned_warmup` (an option, 0 by default; not the reference): for the first N steps only loss_learned is computed
+and the result gets a zero gradient, so ψ first fits the starting renders (docs/results.md, "A clean start").
+
 `shared_draw` (an option, off by default; not the reference): loss_learned reuses the distillation draw (t, ε), so
 ONE grad-enabled pass ε_ψ(z_t; ∅_learned) both trains ψ and, detached, serves as the unconditional branch; the
 cost over SDS is then literally one more backward.
@@ -50,6 +53,9 @@ class LODS(Guidance):
 
     def forward_latents(self, z, cameras=None, step=0, *, t=None, noise=None, generator=None) -> dict:
         t, noise = self.draw(z, step, t, noise, generator)
+        if step < self.config.learned_warmup:
+            loss_learned = self.scale_learned_backward(self.learned_loss(z, generator))
+            return self.finish(z, torch.zeros_like(z), t, loss_learned=loss_learned)
         cond = self.prompts.conditional(cameras, z.shape[0])
         if self.config.shared_draw:
             with torch.no_grad():
@@ -65,9 +71,13 @@ class LODS(Guidance):
                 if self.config.perp_neg:
                     eps_y = self.perp_neg_conditional(z_t, t, cameras)
                 grad = lods_grad(eps_y, eps_learned, noise, self.guidance_scale, self.weight(t))
-            z_p = z.detach().repeat(self.config.learned_draws, *[1] * (z.dim() - 1))
-            t_p, noise_p = self.draw_prior(z_p, generator)
-            z_p = self.prior.add_noise(z_p, noise_p, t_p)
-            loss_learned = F.mse_loss(self.learned_unconditional(z_p, t_p), noise_p)
+            loss_learned = self.learned_loss(z, generator)
         loss_learned = self.scale_learned_backward(loss_learned)
         return self.finish(z, grad, t, loss_learned=loss_learned)
+
+    def learned_loss(self, z, generator=None) -> torch.Tensor:
+        """loss_learned on stopgrad(z): `learned_draws` fresh draws (t', ε') per image, averaged."""
+        z_p = z.detach().repeat(self.config.learned_draws, *[1] * (z.dim() - 1))
+        t_p, noise_p = self.draw_prior(z_p, generator)
+        z_p = self.prior.add_noise(z_p, noise_p, t_p)
+        return F.mse_loss(self.learned_unconditional(z_p, t_p), noise_p)
