@@ -194,3 +194,34 @@ def test_an_init_of_the_wrong_shape_is_refused(world_folder, tmp_path):
         run_distill2d(Distill2DConfig(prompt="a red cube", guidance="sds", prior=str(world_folder), steps=1,
                                       init=str(tmp_path / "small.safetensors"), out=str(tmp_path / "run")))
     assert not (tmp_path / "run").exists()
+
+
+def test_pixel_space_optimises_the_picture_through_the_encoder(sd_folder, tmp_path):
+    import numpy as np
+    from PIL import Image
+    from safetensors.torch import load_file
+
+    from lods.pipelines.distill2d import initial_image
+
+    prior = Prior.load(str(sd_folder))
+    assert prior.is_latent
+    out = tmp_path / "run"
+    calls = []
+    original = prior.encode_images
+    prior.encode_images = lambda x: calls.append(x.requires_grad) or original(x)
+    run_distill2d(Distill2DConfig(prompt="a red cube", guidance="sds", prior=str(sd_folder), steps=2, space="pixels",
+                                  out=str(out), log_every=0), prior=prior)
+    assert calls[:2] == [True, True]  # every step encodes the picture, differentiably
+    picture = load_file(str(out / "image.safetensors"))["image"]
+    assert picture.shape == (1, 3, prior.image_size, prior.image_size)
+    saved = torch.from_numpy(np.asarray(Image.open(out / "image.png"), dtype=np.float32) / 255.0)
+    assert (saved.permute(2, 0, 1) - picture[0].clamp(0, 1)).abs().max() <= 0.5 / 255 + 1e-6
+    assert yaml.safe_load((out / "config.yaml").read_text())["space"] == "pixels"
+    # a picture starts a pixel-space run as it is (no encoding); a latent does not fit it
+    assert torch.allclose(initial_image(str(out / "image.png"), prior, tuple(picture.shape), pixels=True),
+                          picture.clamp(0, 1), atol=0.5 / 255 + 1e-6)
+    with pytest.raises(UserError, match="has shape"):
+        initial_image(str(out), prior, (1, prior.latent_channels, prior.latent_size, prior.latent_size))
+    with pytest.raises(UserError, match="space must be"):
+        run_distill2d(Distill2DConfig(prompt="a red cube", guidance="sds", prior=str(sd_folder), steps=1, space="latent",
+                                      out=str(tmp_path / "bad")))

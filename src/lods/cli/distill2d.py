@@ -19,6 +19,8 @@ def distill2d(
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("cpu", help=DEVICE_HELP),
     out: Path = typer.Option(Path("outputs/distill2d"), help="Output folder."),
+    space: str = typer.Option("model", help="The optimised tensor: model (the prior's space: a latent prior's latent) "
+                                            "or pixels (the picture, encoded at every step, as a 3D run's renders)."),
     init: Optional[Path] = typer.Option(None, help="Start from this picture (encoded), an image.safetensors, or a "
                                                    "finished distill2d run folder (exactly where it ended)."),
     quiet: bool = typer.Option(False, help=QUIET_HELP),
@@ -35,7 +37,7 @@ def distill2d(
 
     config = Distill2DConfig(prompt=prompt, guidance=guidance, prior=prior, steps=steps, guidance_scale=cfg, seed=seed,
                              device=check_device(device), out=str(out),
-                             init=None if init is None else str(init), guidance_config=preset_guidance_config(guidance, preset))
+                             init=None if init is None else str(init), space=space, guidance_config=preset_guidance_config(guidance, preset))
     config = apply_sets(config, set_)
     with progress_bar(f"distill2d {guidance}", steps, enabled=not quiet) as bar:
         metrics = run_distill2d(config, progress=bar)

@@ -1,7 +1,8 @@
 """The 2D playground: optimise one image (or a few particles) with a guidance method and a prior.
 
 The optimised tensor lives in the prior's model space: the latent for a latent prior, [-1, 1] pixels for a
-pixel-space prior. One optimizer step updates it and the guidance's learnable parts together. `out` is a locked
+pixel-space prior. With `space="pixels"` a latent prior's run optimises the picture instead ([0, 1] pixels,
+encoded by the VAE at every step), as a 3D run does with its renders: the latent then stays one the encoder can give. One optimizer step updates it and the guidance's learnable parts together. `out` is a locked
 `RunDir`: it must be new, empty, or an earlier distill2d result (never another command's folder). Outputs are
 written to a staging folder inside `out` and moved into place at the end, so a failed run leaves no partial
 outputs and an earlier result is only replaced by a finished one. The final tensor itself is kept as
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -60,6 +62,7 @@ class Distill2DConfig:
     batch: int = 1  # particles
     log_every: int = 100  # save snapshots/step_XXXXX.png every this many steps (0: none)
     init: str | None = None  # start from: a picture (encoded), an image.safetensors, or a distill2d run folder
+    space: str = "model"  # the optimised tensor: "model" (the prior's space) or "pixels" (the picture; encoded each step)
     guidance_config: GuidanceConfig = field(default_factory=GuidanceConfig)
 
     def validate(self) -> None:
@@ -78,14 +81,17 @@ class Distill2DConfig:
             raise UserError(f"batch must be positive, got {self.batch}")
         if self.log_every < 0:
             raise UserError(f"log_every must be >= 0, got {self.log_every}")
+        if self.space not in ("model", "pixels"):
+            raise UserError(f"space must be 'model' or 'pixels', got {self.space!r}")
         if self.init is not None and not Path(self.init).exists():
             raise UserError(f"the init image {self.init} was not found")
         self.guidance_config.validate()
 
 
-def initial_image(path: str, prior, shape: tuple) -> torch.Tensor:
-    """The starting tensor (model space, `shape`) from `path`: a distill2d run folder or its image.safetensors (the
-    exact tensor a run ended with), or a picture (resized and encoded). One image serves every particle."""
+def initial_image(path: str, prior, shape: tuple, pixels: bool = False) -> torch.Tensor:
+    """The starting tensor (`shape`; model space, or with `pixels` a [0, 1] picture) from `path`: a distill2d run
+    folder or its image.safetensors (the exact tensor a run ended with), or a picture (resized, and encoded unless
+    `pixels`). One image serves every particle."""
     source = Path(path)
     if source.is_dir():
         source = source / "image.safetensors"
@@ -99,10 +105,14 @@ def initial_image(path: str, prior, shape: tuple) -> torch.Tensor:
         else:
             from PIL import Image
 
-            with Image.open(source) as picture:
-                pixels = np.asarray(picture.convert("RGB"), dtype=np.float32) / 255.0
+            with Image.open(source) as opened:
+                rgb = np.asarray(opened.convert("RGB"), dtype=np.float32) / 255.0
+            picture = torch.from_numpy(rgb).permute(2, 0, 1)[None]
             with torch.no_grad():
-                image = prior.encode_images(torch.from_numpy(pixels).permute(2, 0, 1)[None]).float().cpu()
+                if pixels:
+                    image = F.interpolate(picture, shape[-2:], mode="bilinear", align_corners=False)
+                else:
+                    image = prior.encode_images(picture).float().cpu()
     except (OSError, ValueError, SafetensorError) as exc:
         raise UserError(f"cannot read the init image {path}: {exc}") from None
     if image.dim() != 4 or tuple(image.shape[1:]) != tuple(shape[1:]) or image.shape[0] not in (1, shape[0]):
@@ -166,9 +176,15 @@ def run_distill2d(cfg: Distill2DConfig, progress=None, prior=None) -> dict:
     )
 
     g = torch.Generator(device=prior.device).manual_seed(cfg.seed)
-    shape = (cfg.batch, prior.latent_channels, prior.latent_size, prior.latent_size)
+    pixels = cfg.space == "pixels" and prior.is_latent
+    if pixels:
+        shape = (cfg.batch, 3, prior.image_size, prior.image_size)
+    else:
+        shape = (cfg.batch, prior.latent_channels, prior.latent_size, prior.latent_size)
     if cfg.init is not None:
-        init = initial_image(cfg.init, prior, shape)
+        init = initial_image(cfg.init, prior, shape, pixels)
+    elif pixels:
+        init = torch.rand(shape, generator=g, device=g.device)
     elif prior.is_latent:
         init = torch.randn(shape, generator=g, device=g.device)
     else:
@@ -179,17 +195,19 @@ def run_distill2d(cfg: Distill2DConfig, progress=None, prior=None) -> dict:
 
     run = RunDir(cfg.out, task="distill2d")
     with run.open(replaces=OUTPUTS), StopSignals("interrupted; no output was written (distill2d has no checkpoints)"):
-        return _optimise(cfg, resolved, run, prior, guidance, z, g, optimizer, progress)
+        return _optimise(cfg, resolved, run, prior, guidance, z, g, optimizer, progress, pixels)
 
 
-def _optimise(cfg, resolved, run, prior, guidance, z, g, optimizer, progress) -> dict:
+def _optimise(cfg, resolved, run, prior, guidance, z, g, optimizer, progress, pixels=False) -> dict:
+    to_model = prior.encode_images if pixels else (lambda x: x)
+    to_picture = (lambda x: x.clamp(0, 1)) if pixels else prior.decode
     out = run.path
     tmp = out / f".staging.{uuid.uuid4().hex[:8]}.tmp"  # a temp name: removed by the next run if this one is killed
     tmp.mkdir()
     try:
         history: list[dict] = []
         for step in range(cfg.steps):
-            losses = guidance.forward_latents(z, None, step, generator=g)
+            losses = guidance.forward_latents(to_model(z), None, step, generator=g)
             total = sum(v for k, v in losses.items() if k.startswith("loss_"))
             if not torch.isfinite(total):
                 raise Diverged(f"the loss became {float(total.detach())} at step {step}; lower the learning rate or the CFG scale")
@@ -203,12 +221,13 @@ def _optimise(cfg, resolved, run, prior, guidance, z, g, optimizer, progress) ->
             if cfg.log_every and (step + 1) % cfg.log_every == 0 and step + 1 < cfg.steps:
                 with torch.no_grad():
                     (tmp / "snapshots").mkdir(exist_ok=True)
-                    _save_png(tmp / "snapshots" / f"step_{step + 1:05d}.png", prior.decode(z.detach()))
+                    _save_png(tmp / "snapshots" / f"step_{step + 1:05d}.png", to_picture(z.detach()))
             if progress is not None:
                 progress(step + 1, cfg.steps, logs)
 
         with torch.no_grad():
-            images = prior.decode(z.detach())
+            images = to_picture(z.detach())
+            z_model = to_model(z.detach())
         metrics: dict = {
             "prompt": cfg.prompt,
             "guidance": cfg.guidance,
@@ -221,8 +240,8 @@ def _optimise(cfg, resolved, run, prior, guidance, z, g, optimizer, progress) ->
             "mean_rgb": [float(c) for c in images.mean(dim=(0, 2, 3))],
         }
         if prior.kind == "world":
-            metrics["prior_denoising_loss"] = prior_denoising_loss(prior, z.detach(), cfg.prompt, seed=cfg.seed)
-            fit = learned_fit(guidance, z.detach(), world_truth_images(cfg.prompt, prior), seed=cfg.seed)
+            metrics["prior_denoising_loss"] = prior_denoising_loss(prior, z_model, cfg.prompt, seed=cfg.seed)
+            fit = learned_fit(guidance, z_model, world_truth_images(cfg.prompt, prior), seed=cfg.seed)
             if fit is not None:
                 metrics["learned_fit"] = fit
         _save_png(tmp / "image.png", images)
