@@ -20,7 +20,8 @@ def distill2d(
     device: str = typer.Option("cpu", help=DEVICE_HELP),
     out: Path = typer.Option(Path("outputs/distill2d"), help="Output folder."),
     space: str = typer.Option("model", help="The optimised tensor: model (the prior's space: a latent prior's latent) "
-                                            "or pixels (the picture, encoded at every step, as a 3D run's renders)."),
+                                            "or pixels (the picture, through a sigmoid, encoded at every step, as a "
+                                            "3D run's renders)."),
     init: Optional[Path] = typer.Option(None, help="Start from this picture (encoded), an image.safetensors, or a "
                                                    "finished distill2d run folder (exactly where it ended)."),
     quiet: bool = typer.Option(False, help=QUIET_HELP),

@@ -1,12 +1,13 @@
 """The 2D playground: optimise one image (or a few particles) with a guidance method and a prior.
 
 The optimised tensor lives in the prior's model space: the latent for a latent prior, [-1, 1] pixels for a
-pixel-space prior. With `space="pixels"` a latent prior's run optimises the picture instead ([0, 1] pixels,
-encoded by the VAE at every step), as a 3D run does with its renders: the latent then stays one the encoder can give. One optimizer step updates it and the guidance's learnable parts together. `out` is a locked
+pixel-space prior. With `space="pixels"` a latent prior's run optimises the picture instead (its logits: the
+picture is their sigmoid, in [0, 1] like a 3D run's renders, encoded by the VAE at every step), so the latent stays
+one the encoder can give. One optimizer step updates it and the guidance's learnable parts together. `out` is a locked
 `RunDir`: it must be new, empty, or an earlier distill2d result (never another command's folder). Outputs are
 written to a staging folder inside `out` and moved into place at the end, so a failed run leaves no partial
-outputs and an earlier result is only replaced by a finished one. The final tensor itself is kept as
-`image.safetensors`, so `init` can start a run exactly where another ended (or from any picture, encoded).
+outputs and an earlier result is only replaced by a finished one. The final tensor (in pixel space: the picture)
+is kept as `image.safetensors`, so `init` can start a run exactly where another ended (or from any picture).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from ..evaluate.learned_fit import learned_fit, world_truth_images
 from ..utils.io import atomic_write_json, atomic_write_text
 
 
+PIXEL_EPS = 1e-4  # a picture's values are clamped to [eps, 1 - eps] before their logits are taken
 OUTPUTS = frozenset({"image.png", "image.safetensors", "metrics.json", "config.yaml", "loss.png", "snapshots"})
 
 
@@ -189,6 +191,8 @@ def run_distill2d(cfg: Distill2DConfig, progress=None, prior=None) -> dict:
         init = torch.randn(shape, generator=g, device=g.device)
     else:
         init = torch.rand(shape, generator=g, device=g.device) * 2.0 - 1.0
+    if pixels:  # the optimised tensor is the picture's logits
+        init = torch.logit(init.clamp(PIXEL_EPS, 1.0 - PIXEL_EPS))
     z = torch.nn.Parameter(init.to(prior.device))
     groups = [{"params": [z], "lr": cfg.lr, "name": "image", "weight_decay": 0.0}] + guidance.param_groups()
     optimizer = torch.optim.AdamW(groups)  # per-group weight decay; 0 for the image (plain Adam)
@@ -199,8 +203,8 @@ def run_distill2d(cfg: Distill2DConfig, progress=None, prior=None) -> dict:
 
 
 def _optimise(cfg, resolved, run, prior, guidance, z, g, optimizer, progress, pixels=False) -> dict:
-    to_model = prior.encode_images if pixels else (lambda x: x)
-    to_picture = (lambda x: x.clamp(0, 1)) if pixels else prior.decode
+    to_model = (lambda u: prior.encode_images(torch.sigmoid(u))) if pixels else (lambda x: x)
+    to_picture = torch.sigmoid if pixels else prior.decode
     out = run.path
     tmp = out / f".staging.{uuid.uuid4().hex[:8]}.tmp"  # a temp name: removed by the next run if this one is killed
     tmp.mkdir()
@@ -245,7 +249,8 @@ def _optimise(cfg, resolved, run, prior, guidance, z, g, optimizer, progress, pi
             if fit is not None:
                 metrics["learned_fit"] = fit
         _save_png(tmp / "image.png", images)
-        save_file({"image": z.detach().float().cpu().contiguous()}, str(tmp / "image.safetensors"))
+        kept = images if pixels else z.detach()  # the model-space tensor, or the picture
+        save_file({"image": kept.float().cpu().contiguous()}, str(tmp / "image.safetensors"))
         atomic_write_json(tmp / "metrics.json", metrics)
         atomic_write_text(tmp / "config.yaml", dump_yaml(resolved))
         _save_loss_plot(tmp / "loss.png", history)
