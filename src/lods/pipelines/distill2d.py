@@ -64,7 +64,7 @@ class Distill2DConfig:
     batch: int = 1  # particles
     log_every: int = 100  # save snapshots/step_XXXXX.png every this many steps (0: none)
     init: str | None = None  # start from: a picture (encoded), an image.safetensors, or a distill2d run folder
-    space: str = "model"  # the optimised tensor: "model" (the prior's space) or "pixels" (the picture; encoded each step)
+    space: str = "model"  # the optimised tensor: "model" (the prior's space) or "pixels" (a latent prior's picture)
     guidance_config: GuidanceConfig = field(default_factory=GuidanceConfig)
 
     def validate(self) -> None:
