@@ -6,7 +6,8 @@ loss_learned = mean((ε_ψ(z'_t'; ∅_learned, t') - ε')²) on z' = stopgrad(z)
 The branches of `grad` run under no_grad, so loss_distill sends nothing to the learnable part ψ.
 
 `learned_warmup` (an option, 0 by default; not the reference): for the first N steps only loss_learned is computed
-and the result gets a zero gradient, so ψ first fits the starting renders (docs/results.md, "the image, not the branch").
+and the result gets a zero gradient, so ψ first fits the starting renders (docs/results.md, "the image, not the
+branch").
 
 `shared_draw` (an option, off by default; not the reference): loss_learned reuses the distillation draw (t, ε), so
 ONE grad-enabled pass ε_ψ(z_t; ∅_learned) both trains ψ and, detached, serves as the unconditional branch; the
