@@ -62,7 +62,7 @@ def main(argv=None) -> list[dict]:
     for prompt in args.prompts:
         slug = prompt.replace(" ", "-")
         truth = world_truth_images(prompt, prior)
-        found = [(f"truth", truth)]
+        found = [("truth", truth)]
         for cfg in [float(c) for c in args.cfgs.split(",")]:
             images = sample(prior, [prompt] * args.n, cfg=cfg, seed=args.seed)
             found.append((f"samples@{cfg:g}", prior.encode_images(images)))
