@@ -25,7 +25,6 @@ import json
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 import lods.pipelines.distill2d as distill2d_module
 from lods.evaluate.learned_fit import learned_fit, world_truth_images
@@ -82,9 +81,7 @@ def fit_static(branch: str, image: torch.Tensor, prompt: str, prior, clean: torc
             curve[str(step)] = round(fit["fit_ratio"], 3)
         if step == max(steps):
             break
-        z_p = image.repeat(guidance.config.learned_draws, 1, 1, 1)
-        t_p, noise_p = guidance.draw_prior(z_p, g)
-        loss = F.mse_loss(guidance.learned_unconditional(prior.add_noise(z_p, noise_p, t_p), t_p), noise_p)
+        loss = guidance.learned_loss(image, g)  # LODS's own loss_learned, on the still image
         optimizer.zero_grad(set_to_none=True)
         guidance.scale_learned_backward(loss).backward()
         optimizer.step()

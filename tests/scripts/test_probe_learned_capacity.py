@@ -1,22 +1,18 @@
 """scripts/probe_learned_capacity.py: LODS with a full trainable UNet copy as its learned branch, on a tiny prior."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import torch
 
 from lods.guidance import GUIDANCES
 from lods.priors.tiny_sd import build_tiny_world_prior
 
-ROOT = Path(__file__).resolve().parents[2]
+from .conftest import load_script
+
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("probe_learned_capacity", ROOT / "scripts" / "probe_learned_capacity.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("probe_learned_capacity")
 
 
 def test_the_copy_learns_and_the_frozen_prior_does_not(tmp_path):

@@ -1,8 +1,6 @@
 """scripts/probe_static_fit.py: a fresh learned branch fitted to one image held still, on a tiny prior."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
@@ -10,14 +8,12 @@ import lods.pipelines.distill2d as distill2d_module
 from lods.evaluate.set_metrics import prior_denoising_loss
 from lods.priors.tiny_sd import build_tiny_world_prior
 
-ROOT = Path(__file__).resolve().parents[2]
+from .conftest import load_script
+
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("probe_static_fit", ROOT / "scripts" / "probe_static_fit.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("probe_static_fit")
 
 
 def test_the_image_is_the_runs_own_and_the_branch_starts_untrained(tmp_path):

@@ -1,8 +1,6 @@
 """scripts/sample_realism.py: the prior's own samples, the truth and distill2d results on one realism yardstick."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
@@ -10,14 +8,12 @@ from lods.evaluate.set_metrics import prior_denoising_loss
 from lods.pipelines.distill2d import Distill2DConfig, run_distill2d
 from lods.priors.tiny_sd import build_tiny_world_prior
 
-ROOT = Path(__file__).resolve().parents[2]
+from .conftest import load_script
+
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("sample_realism", ROOT / "scripts" / "sample_realism.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("sample_realism")
 
 
 def test_rows_for_the_truth_each_scale_and_each_run(tmp_path):
