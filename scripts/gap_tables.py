@@ -7,7 +7,9 @@
 Prints Markdown tables: per grid entry, mean ± std over prompts × seeds of the finished runs, split by prompt
 kind (ambiguous, specified), with diversity (mean over ambiguous prompts of the distinct nearest completions its
 seeds reach); then, on every colourless prompt, the saturation of each seed's result and its nearest completion's
-colour. PSNR and IoU (best of the completion set) are shown for 3D results only: in 2D they are only indicative.
+colour; then, on the prompts whose completions' pixel average is itself (nearly) a completion (colourless prompts:
+the gray one), how many runs land on that completion against how many would if each drew its completion as the
+world does (uniformly), and the chance of at least that many. PSNR and IoU (best of the completion set) are shown for 3D results only: in 2D they are only indicative.
 With --baseline, a third table: each entry minus the baseline on the same prompt, seed and backbone (mean ± standard
 error, and on how many pairs the entry is better). --time-seeds: the seeds whose runs the time column averages (e.g.
 those that ran on otherwise idle cores). --prompts FILE: only the runs of the prompts listed there (e.g. the 3DGS
@@ -23,10 +25,13 @@ import statistics
 from lods.bench.batch import read_prompts
 from lods.bench.results import is_finished, read_csv
 from lods.bench.stats import mean_std as _mean_std
-from lods.bench.stats import metric_value, paired_difference
+from lods.bench.stats import metric_value, paired_difference, tail_probability
 from lods.errors import UserError
 from lods.evaluate.set_metrics import diversity as set_diversity
-from lods.evaluate.set_metrics import prompt_spec
+from lods.evaluate.set_metrics import average_completion, prompt_spec, truth_set
+from lods.render.cameras import evaluation_cameras
+
+AVERAGE_LIKE_DB = 25.0  # the average this close to a completion: no image metric tells the two apart
 
 
 def mean_std(values, digits: int = 2) -> str:
@@ -83,6 +88,28 @@ def colourless_table(rows: list[dict], entries: list[str]) -> list[str]:
     return lines
 
 
+def average_table(rows: list[dict], entries: list[str]) -> list[str]:
+    """Per entry: runs on prompts whose average is a completion, how many land on it, the world's expectation."""
+    targets = {}
+    for p in dict.fromkeys(r["prompt"] for r in rows if r["kind"] == "ambiguous"):
+        truth = truth_set(prompt_spec(p), evaluation_cameras(8), 32)
+        caption, db = average_completion(truth)
+        if db >= AVERAGE_LIKE_DB:
+            targets[p] = (caption, len(truth))
+    lines = ["prompts whose average is a completion: "
+             + (", ".join(f"{p} → {c}" for p, (c, _) in targets.items()) or "none"), "",
+             "| entry | runs | at the average's completion | expected if drawn as the world draws | P(at least as many) |",
+             "|---|---|---|---|---|"]
+    for entry in entries:
+        sel = [r for r in rows if r["method"] == entry and r["prompt"] in targets]
+        if not sel:
+            continue
+        hits = sum(r["nearest_completion"] == targets[r["prompt"]][0] for r in sel)
+        chances = [1.0 / targets[r["prompt"]][1] for r in sel]  # the world draws each completion alike
+        lines.append(f"| {entry} | {len(sel)} | {hits} | {sum(chances):.2f} | {tail_probability(hits, chances):.2g} |")
+    return lines
+
+
 PAIRED = [("realism", "Δ realism ↓", False, 3), ("abs_saturation_error", "Δ abs. sat. error ↓", False, 3),
           ("psnr", "Δ PSNR (dB) ↑", True, 2), ("judge_confidence", "Δ judge conf. ↑", True, 3)]
 
@@ -134,6 +161,8 @@ def main() -> None:
     print("\n".join(entry_table(rows, entries, three_d, time_seeds)))
     print()
     print("\n".join(colourless_table(rows, args.entries.split(",") if args.entries else entries)))
+    print()
+    print("\n".join(average_table(rows, entries)))
     if args.baseline:
         print()
         print("\n".join(paired_table(rows, entries, args.baseline, three_d)))

@@ -14,11 +14,9 @@ from __future__ import annotations
 import argparse
 import statistics
 
-import torch
-
 from lods.bench.gap import headline_prompts
 from lods.evaluate.metrics import psnr
-from lods.evaluate.set_metrics import prompt_spec, truth_set
+from lods.evaluate.set_metrics import average_completion, prompt_spec, truth_set
 from lods.render.cameras import evaluation_cameras
 
 
@@ -32,11 +30,10 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for prompt in prompts:
         truth = truth_set(prompt_spec(prompt), cameras, 32)
+        caption, db = average_completion(truth)
         mean = truth.rgb.mean(0)
-        scores = torch.stack([psnr(mean, rgb).mean() for rgb in truth.rgb])
-        k = int(scores.argmax())
-        print(f"| {prompt} | {len(truth)} | {truth.captions[k]} | {scores[k]:.1f} | "
-              f"{statistics.median(scores.tolist()):.1f} |")
+        median = statistics.median(float(psnr(mean, rgb).mean()) for rgb in truth.rgb)
+        print(f"| {prompt} | {len(truth)} | {caption} | {db:.1f} | {median:.1f} |")
 
 
 if __name__ == "__main__":

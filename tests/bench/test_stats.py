@@ -17,6 +17,7 @@ from lods.bench.stats import (
     metric_value,
     paired_cells,
     paired_difference,
+    tail_probability,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,3 +76,13 @@ def test_compare_runs_pairs_two_results_files(tmp_path):
                           str(tmp_path / "b.csv")], capture_output=True, text=True, check=True).stdout
     assert "| all | 4 | psnr | 20.5 | 21.5 | +1 ± 0 | 4/4 |" in out
     assert "| all | 4 | seconds | 10 | 12 | +2 ± 0 | 0/4 |" in out
+
+
+def test_tail_probability_of_a_poisson_binomial():
+    assert tail_probability(0, [0.3, 0.9]) == 1.0
+    assert tail_probability(2, [1 / 8] * 2) == pytest.approx(1 / 64)
+    assert tail_probability(1, [0.5, 0.5]) == pytest.approx(0.75)
+    assert tail_probability(2, [0.5, 0.25]) == pytest.approx(0.125)  # unequal chances: both must land
+    assert tail_probability(3, [0.5, 0.5]) == 0.0
+    with pytest.raises(ValueError):
+        tail_probability(1, [1.5])

@@ -5,6 +5,8 @@ import torch
 
 from lods.errors import UserError
 from lods.evaluate.set_metrics import (
+    TruthSet,
+    average_completion,
     best_of_set,
     diversity,
     foreground,
@@ -139,3 +141,11 @@ def test_diversity_counts_distinct_completions():
     assert diversity(["a red cube", "a blue cube"], 8)["diversity_frac"] == 1.0
     with pytest.raises(ValueError):
         diversity([], 8)
+
+
+def test_average_completion_is_the_one_nearest_the_pixel_mean():
+    rgb = torch.stack([torch.zeros(2, 3, 4, 4), torch.full((2, 3, 4, 4), 0.5), torch.ones(2, 3, 4, 4)])
+    caption, db = average_completion(TruthSet(("black", "gray", "white"), rgb, torch.ones(3, 2, 1, 4, 4)))
+    assert caption == "gray" and db > 60  # the mean of black, gray and white is exactly the gray
+    truth = truth_set(prompt_spec("a cube"), evaluation_cameras(2), 32)
+    assert average_completion(truth)[0] == "a gray cube"  # the world's palette averages to its gray

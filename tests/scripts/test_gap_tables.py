@@ -72,7 +72,8 @@ def test_paired_table_and_time_seeds(tmp_path):
     _write(tmp_path / "results.csv", rows)
     proc = _run(tmp_path / "results.csv", "--baseline", "sds@7.5", "--time-seeds", "0")
     assert proc.returncode == 0, proc.stderr
-    entry_block, _, paired_block = (block.splitlines() for block in proc.stdout.strip().split("\n\n"))
+    blocks = proc.stdout.strip().split("\n\n")
+    entry_block, paired_block = blocks[0].splitlines(), blocks[-1].splitlines()
     assert len(paired_block) == 3  # head, rule, one entry: none for the baseline itself
     paired = paired_block[2].split(" | ")
     assert paired[:2] == ["| lods-embedding@1000", "2"]
@@ -89,6 +90,23 @@ def test_paired_table_and_time_seeds(tmp_path):
     seed1_rows = _entry_rows(_run(tmp_path / "results.csv", "--seeds", "1").stdout)
     assert {k: v[1] for k, v in seed1_rows.items()} == {"| sds@7.5": "1", "| lods-embedding@1000": "1"}
     assert seed1_rows["| sds@7.5"][2] == "0.040 ± 0.000"  # seed 1's realism alone
+
+
+def test_average_table_counts_runs_at_the_average_completion(tmp_path):
+    rows = [_row("sds@1", "a cube", "ambiguous", seed, "a gray cube", 0.1, 0.02) for seed in range(3)]
+    rows += [_row("lods-embedding@1000", "a cube", "ambiguous", 0, "a red cube", 0.8, 0.1),
+             _row("lods-embedding@1000", "a cube", "ambiguous", 1, "a gray cube", 0.1, 0.1),
+             _row("sds@1", "a red object", "ambiguous", 0, "a red cylinder", 0.8, 0.1)]  # its average is no shape
+    _write(tmp_path / "results.csv", rows)
+    proc = _run(tmp_path / "results.csv")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "prompts whose average is a completion: a cube → a gray cube" in lines
+    table = {line.split(" | ")[0]: line.split(" | ") for line in lines
+             if line.count("|") == 6 and line.split(" | ")[0] in ("| sds@1", "| lods-embedding@1000")}
+    assert table["| sds@1"][1:4] == ["3", "3", "0.38"]  # "a red object" is not counted; 3 × 1/8 expected
+    assert table["| sds@1"][4] == f"{(1 / 8) ** 3:.2g} |"
+    assert table["| lods-embedding@1000"][1:5] == ["2", "1", "0.25", f"{1 - (7 / 8) ** 2:.2g} |"]
 
 
 def test_no_finished_run_is_an_error(tmp_path):

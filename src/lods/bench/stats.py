@@ -101,6 +101,19 @@ def paired_cells(pairs: list[tuple[dict, dict]], metrics) -> tuple[list[str], li
     return deltas, wins
 
 
+# ---------------------------------------------------------------------------------------------- counts
+def tail_probability(k: int, chances: list[float]) -> float:
+    """P(X ≥ k) for X the number of successes in independent trials with these chances (Poisson binomial).
+    E.g. how likely k of n seeds land on one completion if each drew its completion as the world does."""
+    if any(not 0.0 <= c <= 1.0 for c in chances):
+        raise ValueError("chances must lie in [0, 1]")
+    dist = [1.0]  # dist[j]: P(j successes so far)
+    for c in chances:
+        dist = [(dist[j] if j < len(dist) else 0.0) * (1 - c) + (dist[j - 1] * c if j > 0 else 0.0)
+                for j in range(len(dist) + 1)]
+    return min(1.0, sum(dist[max(k, 0):]))
+
+
 # ---------------------------------------------------------------------------------------------- groups
 def cfg_label(scale: float | None) -> str:
     if scale is None:
