@@ -225,6 +225,7 @@ def test_restore_from_a_csv_continues_on_a_new_folder(world_prior, tmp_path):
         {k: old[k] for k in COLUMNS if k not in ("status", "run_dir")}
     gap = json.loads((second / "runs" / "2d" / "sds-s30-seed0" / "a-cube" / "gap.json").read_text())
     assert gap["restored_from"] == str(first / "results.csv")
+    assert restored["run_dir"] == old["run_dir"]  # the row points where the run's files are
     # the same folder again, with or without --restore-from: the restored job stays done, nothing is refused
     for restore_from in (str(first / "results.csv"), None):
         again = run_gap(GapConfig(**{**gc.__dict__, "seeds": 2, "out": str(second), "restore_from": restore_from}))

@@ -298,6 +298,8 @@ def empty_row(job: dict, status: str) -> dict:
 def row_from_scores(job: dict, data: dict, status: str) -> dict:
     row = empty_row(job, status)
     row.update({k: data[k] for k in COLUMNS if k in data and data[k] is not None})
+    if data.get("restored_run_dir"):
+        row["run_dir"] = data["restored_run_dir"]  # where the restored run's files are, not this empty folder
     if job["dims"] == "3d":  # the run's own record: gap.json files before 2026-12-04 mis-timed resumed runs
         row["seconds"] = recorded_seconds(job["config"].out, row["seconds"])
     return row

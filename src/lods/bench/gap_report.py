@@ -225,6 +225,8 @@ def picture_grid(gc, rows: list[dict], folder: Path, plt) -> Path | None:
             image = _result_image(row) if row else None
             if image is not None:
                 ax.imshow(image)
+            elif row is not None:  # restored from a csv whose run folder is not on this machine
+                ax.text(0.5, 0.5, "no picture\nhere", ha="center", va="center", fontsize=6, transform=ax.transAxes)
             if j == 0:
                 ax.set_ylabel(key[0] + ("" if key[1] == "2d" else f"\n{key[1]}"), fontsize=7)
             if i == 0:

@@ -3,8 +3,9 @@
 A long benchmark outlives the machine it started on; its results.csv is the small part worth keeping. Restoring
 writes a job's `gap.json` from the csv row of the same job (method and scale, backbone, seed, prompt, steps and, in
 2D, the image's learning rate; a csv from before that column ran the playground's default), so the
-run counts as finished and is not run again; the gap.json records where it came from. The run folder's other files
-(checkpoints, renders) are not restored: a picture grid shows only runs made on this machine.
+run counts as finished and is not run again; the gap.json records where it came from, and the new csv row keeps
+the old row's run_dir (where the run's files are, if anywhere). The run folder's other files (checkpoints, renders)
+are not copied: a picture grid shows a restored run only where its old folder is on this machine.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def restore(jobs: list[dict], csv_paths: list, gap_file: str) -> int:
         if found is None:
             continue
         gap.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(gap, {**scores_from_row(found[1]), "restored_from": found[0]})
+        atomic_write_json(gap, {**scores_from_row(found[1]), "restored_from": found[0],
+                                "restored_run_dir": found[1].get("run_dir") or ""})
         n += 1
     return n
