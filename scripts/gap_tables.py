@@ -9,8 +9,9 @@ kind (ambiguous, specified), with diversity (mean over ambiguous prompts of the 
 seeds reach); then, on every colourless prompt, the saturation of each seed's result and its nearest completion's
 colour; then, on the prompts whose completions' pixel average is itself (nearly) a completion (colourless prompts:
 the gray one), how many runs land on that completion against how many would if each drew its completion as the
-world does (uniformly), and the chance of at least that many. PSNR and IoU (best of the completion set) are shown for 3D results only: in 2D they are only indicative.
-With --baseline, a third table: each entry minus the baseline on the same prompt, seed and backbone (mean ± standard
+world does (uniformly), and the chance of at least that many (in 3D, runs that keep the gray start's colour land
+there too: scripts/probe_init_colour.py). PSNR and IoU (best of the completion set) are shown for 3D results only:
+in 2D they are only indicative. With --baseline, a fourth table: each entry minus the baseline on the same prompt, seed and backbone (mean ± standard
 error, and on how many pairs the entry is better). --time-seeds: the seeds whose runs the time column averages (e.g.
 those that ran on otherwise idle cores). --prompts FILE: only the runs of the prompts listed there (e.g. the 3DGS
 headline on the NeRF subset's prompts). --seeds: only the runs of these seeds (e.g. seed 0 of a 3-seed benchmark,

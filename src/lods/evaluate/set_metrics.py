@@ -218,7 +218,7 @@ def clean_loss(prior, rgb: torch.Tensor, negative_prompt: str = "") -> float:
 def average_completion(truth: TruthSet) -> tuple[str, float]:
     """The completion nearest the pixel average of the set's renders, and its mean PSNR (dB) to that average.
     Where it is high (colourless prompts: ≳ 25 dB, the gray completion), a result at this completion cannot be
-    told from an averaged one by any image metric; only how often seeds land there can (`average_share`)."""
+    told from an averaged one by any image metric; only how often runs land there can (scripts/gap_tables.py)."""
     mean = truth.rgb.mean(0)
     scores = torch.stack([psnr(mean, rgb).mean() for rgb in truth.rgb])
     k = int(scores.argmax())
@@ -234,6 +234,6 @@ def diversity(nearest: list[str], n_completions: int) -> dict:
     return {"diversity": distinct, "diversity_frac": distinct / min(len(nearest), n_completions)}
 
 
-__all__ = ["MAX_COMPLETIONS", "TruthSet", "average_completion", "best_of_set", "clean_loss", "completion_scenes", "diversity", "foreground",
-           "front_camera", "judge_confidence", "prior_denoising_loss", "prior_reads", "prompt_spec", "realism",
-           "truth_set", "view_prompts"]
+__all__ = ["MAX_COMPLETIONS", "TruthSet", "average_completion", "best_of_set", "clean_loss", "completion_scenes",
+           "diversity", "foreground", "front_camera", "judge_confidence", "prior_denoising_loss", "prior_reads",
+           "prompt_spec", "realism", "truth_set", "view_prompts"]
