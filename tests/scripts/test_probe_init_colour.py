@@ -3,7 +3,6 @@
 import torch
 
 from lods.pipelines.presets import preset_config
-from lods.priors.tiny_sd import build_tiny_world_prior
 from lods.scenes.gaussians import SH_C0, GaussianScene
 from lods.scenes.init_ply import scene_from_ply
 from lods.scenes.ply import save_ply
@@ -24,9 +23,9 @@ def test_the_recoloured_ball_is_the_runs_ball_in_another_colour(tmp_path):
     assert torch.allclose(loaded.means, red.means, atol=1e-5) and torch.allclose(rgb(loaded), rgb(red), atol=1e-4)
 
 
-def test_2d_runs_start_from_the_coloured_picture_and_are_scored(tmp_path):
+def test_2d_runs_start_from_the_coloured_picture_and_are_scored(tmp_path, tiny_prior_folder):
     probe = load_script("probe_init_colour")
-    prior = str(build_tiny_world_prior(tmp_path / "prior"))
+    prior = tiny_prior_folder
     rows = probe.main(["--dims", "2d", "--prior", prior, "--prompts", "a cube", "--grid", "sds@1", "--colours",
                        "gray,blue", "--steps", "1", "--out", str(tmp_path / "probe")])
     assert [(r["start"], r["status"]) for r in rows] == [("gray", "ok"), ("blue", "ok")]

@@ -5,22 +5,13 @@ import json
 import torch
 
 from lods.guidance import GUIDANCES
-from lods.priors.tiny_sd import build_tiny_world_prior
 
 from .conftest import load_script
 
 
-
-def _script():
-    return load_script("probe_learned_capacity")
-
-
-def test_the_copy_learns_and_the_frozen_prior_does_not(tmp_path):
-    from lods.priors.prior import Prior
-
-    probe = _script()
-    folder = str(build_tiny_world_prior(tmp_path / "prior"))
-    prior = Prior.load(folder)
+def test_the_copy_learns_and_the_frozen_prior_does_not(tmp_path, tiny_prior_folder, tiny_prior):
+    probe = load_script("probe_learned_capacity")
+    folder, prior = tiny_prior_folder, tiny_prior
     guidance = probe.LODSFullCopy(prior, "a red cube")
     frozen = {k: v.clone() for k, v in prior.unet.state_dict().items()}
     groups = guidance.param_groups()

@@ -6,22 +6,13 @@ import pytest
 
 import lods.pipelines.distill2d as distill2d_module
 from lods.evaluate.set_metrics import prior_denoising_loss
-from lods.priors.tiny_sd import build_tiny_world_prior
 
 from .conftest import load_script
 
 
-
-def _script():
-    return load_script("probe_static_fit")
-
-
-def test_the_image_is_the_runs_own_and_the_branch_starts_untrained(tmp_path):
-    from lods.priors.prior import Prior
-
-    probe = _script()
-    folder = str(build_tiny_world_prior(tmp_path / "prior"))
-    prior = Prior.load(folder)
+def test_the_image_is_the_runs_own_and_the_branch_starts_untrained(tmp_path, tiny_prior_folder, tiny_prior):
+    probe = load_script("probe_static_fit")
+    folder, prior = tiny_prior_folder, tiny_prior
     z = probe.final_image("a red cube", "lods-embedding", 1000.0, 2, 0, prior, tmp_path / "lods")
     assert distill2d_module.prior_denoising_loss is prior_denoising_loss  # the capture is undone
     metrics = json.loads((tmp_path / "lods" / "metrics.json").read_text())

@@ -6,22 +6,13 @@ import pytest
 
 from lods.evaluate.set_metrics import prior_denoising_loss
 from lods.pipelines.distill2d import Distill2DConfig, run_distill2d
-from lods.priors.tiny_sd import build_tiny_world_prior
 
 from .conftest import load_script
 
 
-
-def _script():
-    return load_script("sample_realism")
-
-
-def test_rows_for_the_truth_each_scale_and_each_run(tmp_path):
-    from lods.priors.prior import Prior
-
-    script = _script()
-    folder = str(build_tiny_world_prior(tmp_path / "prior"))
-    prior = Prior.load(folder)
+def test_rows_for_the_truth_each_scale_and_each_run(tmp_path, tiny_prior_folder, tiny_prior):
+    script = load_script("sample_realism")
+    folder, prior = tiny_prior_folder, tiny_prior
     run_distill2d(Distill2DConfig(prompt="a red cube", guidance="sds", prior=folder, steps=1,
                                   out=str(tmp_path / "a-red-cube")), prior=prior)
     out = tmp_path / "rows.jsonl"
