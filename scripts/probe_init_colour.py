@@ -30,7 +30,7 @@ import torch
 from lods.bench.gap import COLUMNS, GapConfig, parse_grid, plan_jobs, run_jobs
 from lods.errors import UserError
 from lods.evaluate.set_metrics import front_camera
-from lods.scenes.gaussians import SH_C0, GaussianScene, rgb_to_sh
+from lods.scenes.gaussians import GaussianScene, rgb_to_sh, sh_to_rgb
 from lods.world.shapes import COLORS
 
 SIZE_2D = 64  # the picture's size; distill2d resizes it to the prior's
@@ -40,7 +40,7 @@ def recoloured_ball(scene_cfg, seed: int, colour: str) -> GaussianScene:
     """The ball a 3DGS run with this seed starts from, each splat's colour moved from 0.5 to the named colour."""
     scene = GaussianScene(scene_cfg, seed=seed)
     with torch.no_grad():
-        rgb = scene.f_dc * SH_C0 + 0.5  # the inverse of rgb_to_sh
+        rgb = sh_to_rgb(scene.f_dc[:, None], None, 0)
         scene.f_dc.copy_(rgb_to_sh((rgb - 0.5 + torch.tensor(COLORS[colour])).clamp(0, 1)))
     return scene
 
@@ -83,10 +83,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
             gc = GapConfig(grid=parse_grid(args.grid), dims=args.dims, prompts=args.prompts.split(","), seeds=args.seeds,
                            steps=args.steps, prior=args.prior, out=str(out / colour))
             gc.validate()
+            picture = start_picture(colour, out / "starts" / f"{colour}.png") if args.dims == "2d" else None
             for job in plan_jobs(gc):
                 cfg = job["config"]
-                if args.dims == "2d":
-                    cfg.init = str(start_picture(colour, out / "starts" / f"{colour}.png"))
+                if picture is not None:
+                    cfg.init = str(picture)
                 elif colour != "gray":
                     from lods.scenes.ply import save_ply
 

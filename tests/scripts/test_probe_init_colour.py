@@ -3,7 +3,7 @@
 import torch
 
 from lods.pipelines.presets import preset_config
-from lods.scenes.gaussians import SH_C0, GaussianScene
+from lods.scenes.gaussians import GaussianScene, sh_to_rgb
 from lods.scenes.init_ply import scene_from_ply
 from lods.scenes.ply import save_ply
 from lods.world.shapes import COLORS
@@ -16,7 +16,7 @@ def test_the_recoloured_ball_is_the_runs_ball_in_another_colour(tmp_path):
     cfg = preset_config("fast", "gs", "sds").scene_config()
     gray, red = GaussianScene(cfg, seed=3), probe.recoloured_ball(cfg, 3, "red")
     assert torch.equal(gray.means, red.means) and torch.equal(gray.scales, red.scales)
-    rgb = lambda s: s.f_dc.detach().reshape(len(s.means), 3) * SH_C0 + 0.5  # noqa: E731
+    rgb = lambda s: sh_to_rgb(s.f_dc.detach()[:, None], None, 0)  # noqa: E731
     assert torch.allclose(rgb(red) - torch.tensor(COLORS["red"]), rgb(gray) - 0.5, atol=1e-5)  # the jitter is kept
     save_ply(red, tmp_path / "red.ply")
     loaded = scene_from_ply(tmp_path / "red.ply", cfg, seed=3)  # what --init-ply gives the run
