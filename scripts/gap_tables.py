@@ -10,8 +10,11 @@ seeds reach); then, on every colourless prompt, the saturation of each seed's re
 colour; then, on the prompts whose completions' pixel average is itself (nearly) a completion (colourless prompts:
 the gray one), how many runs land on that completion against how many would if each drew its completion as the
 world does (uniformly), and the chance of at least that many (in 3D, runs that keep the gray start's colour land
-there too: scripts/probe_init_colour.py). PSNR and IoU (best of the completion set) are shown for 3D results only:
-in 2D they are only indicative. With --baseline, a fourth table: each entry minus the baseline on the same prompt, seed and backbone (mean ± standard
+there too: scripts/probe_init_colour.py). With runs from coloured starts (`lods bench gap --start-colours`), a table of
+the runs on colourless prompts by start: how many end at their start's completion (the prompt's open colours filled
+with the start's) and how many at the gray one, against the world's expectation (--starts: that table for any csv,
+e.g. one whose runs all started gray). PSNR and IoU (best of the completion set) are shown for 3D results only:
+in 2D they are only indicative. With --baseline, a last table: each entry minus the baseline on the same prompt, seed and backbone (mean ± standard
 error, and on how many pairs the entry is better). --time-seeds: the seeds whose runs the time column averages (e.g.
 those that ran on otherwise idle cores). --prompts FILE: only the runs of the prompts listed there (e.g. the 3DGS
 headline on the NeRF subset's prompts). --seeds: only the runs of these seeds (e.g. seed 0 of a 3-seed benchmark,
@@ -111,6 +114,46 @@ def average_table(rows: list[dict], entries: list[str]) -> list[str]:
     return lines
 
 
+DEFAULT_STARTS = ("", "gray", "noise")  # a row's start where no colour was given (before the column: "")
+
+
+def start_completion(prompt: str, start: str) -> str | None:
+    """The completion of a colourless prompt with every open colour the start's; None if a shape is open too."""
+    import dataclasses
+
+    spec = prompt_spec(prompt)
+    if any(o.shape is None for o in spec.objects) or all(o.color is not None for o in spec.objects):
+        return None
+    filled = dataclasses.replace(spec, objects=tuple(o if o.color else dataclasses.replace(o, color=start)
+                                                     for o in spec.objects))
+    scenes = filled.completions()
+    return scenes[0].caption() if scenes else None
+
+
+def start_table(rows: list[dict], entries: list[str]) -> list[str]:
+    """Per entry and start: runs on colourless prompts, how many end at the start's completion and at the gray one."""
+    from lods.world.shapes import COLORS
+
+    def start(r):  # a csv from before the column: the default start of its dims
+        return r.get("start") or ("noise" if r["dims"] == "2d" else "gray")
+
+    sel = [r for r in rows if start_completion(r["prompt"], "gray")]
+    lines = ["| entry | start | runs | at the start's completion | at the gray completion | expected each if drawn "
+             "as the world draws | P(at least as many at the start's) |", "|---|---|---|---|---|---|---|"]
+    for entry in entries:
+        for colour in dict.fromkeys(start(r) for r in sel if r["method"] == entry):
+            runs = [r for r in sel if r["method"] == entry and start(r) == colour]
+            at_gray = sum(r["nearest_completion"] == start_completion(r["prompt"], "gray") for r in runs)
+            chances = [1.0 / int(r["n_completions"]) for r in runs]
+            if colour in COLORS:
+                at_start = sum(r["nearest_completion"] == start_completion(r["prompt"], colour) for r in runs)
+                cells = [str(at_start), str(at_gray), f"{sum(chances):.2f}", f"{tail_probability(at_start, chances):.2g}"]
+            else:  # noise: no colour to keep
+                cells = ["–", str(at_gray), f"{sum(chances):.2f}", "–"]
+            lines.append(f"| {entry} | {colour} | {len(runs)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 PAIRED = [("realism", "Δ realism ↓", False, 3), ("abs_saturation_error", "Δ abs. sat. error ↓", False, 3),
           ("psnr", "Δ PSNR (dB) ↑", True, 2), ("judge_confidence", "Δ judge conf. ↑", True, 3)]
 
@@ -143,6 +186,8 @@ def main() -> None:
     ap.add_argument("--time-seeds", help="comma-separated seeds whose runs the time column averages (default: all)")
     ap.add_argument("--prompts", help="a prompt file (one per line, # comments): only these prompts' runs")
     ap.add_argument("--seeds", help="comma-separated seeds: only these seeds' runs (default: all)")
+    ap.add_argument("--starts", action="store_true", help="print the table by start colour even if every run "
+                                                          "started from the default")
     args = ap.parse_args()
     rows = [r for r in read_csv(args.results) if is_finished(r["status"])]
     if args.prompts:
@@ -164,6 +209,9 @@ def main() -> None:
     print("\n".join(colourless_table(rows, args.entries.split(",") if args.entries else entries)))
     print()
     print("\n".join(average_table(rows, entries)))
+    if args.starts or any(r.get("start", "") not in DEFAULT_STARTS for r in rows):
+        print()
+        print("\n".join(start_table(rows, entries)))
     if args.baseline:
         print()
         print("\n".join(paired_table(rows, entries, args.baseline, three_d)))

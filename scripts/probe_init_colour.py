@@ -3,13 +3,10 @@
 Every 3DGS run starts from the same ball of splats, gray (0.5 ± 0.025), and in 3D several entries land on the gray
 completion of colourless prompts far more often than the world draws it (docs/results.md, "Landing at the
 average"). This probe tells the two readings apart: the method averages the colours (it ends gray from any start),
-or it keeps the gray it started from (it ends in its start's colour). Each run is a `lods bench gap` job, scored as
-the benchmark scores it, except that it starts from the ball recoloured (each splat keeps its jitter around the new
-colour):
-- 3d: the run's own ball of splats (its seed's), recoloured and passed as `--init-ply`;
-- 2d: that ball, recoloured, rendered from the front camera over white, passed as `lods distill2d --init`
-  (the 2D playground otherwise starts from noise).
-`gray` runs start from the unchanged ball (3D: exactly the benchmark's run; 2D: the gray ball's picture).
+or it keeps the gray it started from (it ends in its start's colour). Each run is a `lods bench gap` job with every
+seed started from one colour (`--start-colours COLOUR`; bench/gap_starts.py: in 3D the run's ball recoloured, in 2D
+its picture), one benchmark folder per colour (OUT/<colour>/), scored as the benchmark scores it. Unlike
+`lods bench gap --start-colours`, which gives each seed one colour, the probe runs every colour on the same seeds.
 
     python scripts/probe_init_colour.py --dims 3d --prior embedded-latent --prompts "a cube" \
         --grid sds@1,sds@7.5,lods-embedding@1000 --colours gray,red,blue --seeds 1 --workers 2 --out runs/init-colour
@@ -25,39 +22,10 @@ import csv
 import sys
 from pathlib import Path
 
-import torch
-
 from lods.bench.gap import COLUMNS, GapConfig, parse_grid, plan_jobs, run_jobs
+from lods.bench.gap_starts import write_starts
 from lods.errors import UserError
-from lods.evaluate.set_metrics import front_camera
-from lods.scenes.gaussians import GaussianScene, rgb_to_sh, sh_to_rgb
 from lods.world.shapes import COLORS
-
-SIZE_2D = 64  # the picture's size; distill2d resizes it to the prior's
-
-
-def recoloured_ball(scene_cfg, seed: int, colour: str) -> GaussianScene:
-    """The ball a 3DGS run with this seed starts from, each splat's colour moved from 0.5 to the named colour."""
-    scene = GaussianScene(scene_cfg, seed=seed)
-    with torch.no_grad():
-        rgb = sh_to_rgb(scene.f_dc[:, None], None, 0)
-        scene.f_dc.copy_(rgb_to_sh((rgb - 0.5 + torch.tensor(COLORS[colour])).clamp(0, 1)))
-    return scene
-
-
-def start_picture(colour: str, path: Path) -> Path:
-    """The recoloured ball of the default 3DGS settings (seed 0) from the front camera, over white, as a PNG."""
-    from PIL import Image
-
-    from lods.export.images import to_uint8
-    from lods.pipelines.presets import preset_config
-
-    scene = recoloured_ball(preset_config("fast", "gs", "sds").scene_config(), 0, colour)
-    with torch.no_grad():
-        rgb = scene.render(front_camera(), SIZE_2D, background=torch.ones(3))["rgb"][0]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(to_uint8(rgb)).save(path)
-    return path
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -72,50 +40,34 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--out", default="runs/init-colour")
     args = ap.parse_args(argv)
-    colours = args.colours.split(",")
-    unknown = [c for c in colours if c not in COLORS]
-    if unknown:
-        sys.exit(f"unknown colour {unknown[0]!r}; the world's: {', '.join(COLORS)}")
     out = Path(args.out)
     jobs = []
     try:
-        for colour in colours:
+        for colour in args.colours.split(","):  # every seed from this colour: the benchmark with one start colour
             gc = GapConfig(grid=parse_grid(args.grid), dims=args.dims, prompts=args.prompts.split(","), seeds=args.seeds,
-                           steps=args.steps, prior=args.prior, out=str(out / colour))
+                           steps=args.steps, prior=args.prior, out=str(out / colour), start_colours=[colour])
             gc.validate()
-            picture = start_picture(colour, out / "starts" / f"{colour}.png") if args.dims == "2d" else None
-            for job in plan_jobs(gc):
-                cfg = job["config"]
-                if picture is not None:
-                    cfg.init = str(picture)
-                elif colour != "gray":
-                    from lods.scenes.ply import save_ply
-
-                    ply = out / "starts" / f"{colour}-seed{cfg.seed}.ply"
-                    if not ply.exists():
-                        ply.parent.mkdir(parents=True, exist_ok=True)
-                        save_ply(recoloured_ball(cfg.scene_config(), cfg.seed, colour), ply)
-                    cfg.init_ply = str(ply)
-                job["start"] = colour
-                job["index"] = len(jobs)
-                jobs.append(job)
+            jobs += plan_jobs(gc)
+        write_starts(jobs)
     except UserError as e:
         sys.exit(str(e))
+    for i, job in enumerate(jobs):
+        job["index"] = i
     rows = run_jobs(jobs, args.workers, 1)  # in job order
-    starts = [j["start"] for j in jobs]
+    out.mkdir(parents=True, exist_ok=True)
     with (out / "results.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["start", *COLUMNS])
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
-        for start, r in zip(starts, rows):
-            w.writerow({"start": start, **{c: r.get(c, "") for c in COLUMNS}})
+        for r in rows:
+            w.writerow({c: r.get(c, "") for c in COLUMNS})
     print("| prompt | entry | start | seed | nearest completion | saturation | realism | status |")
     print("|---|---|---|---|---|---|---|---|")
-    for start, r in zip(starts, rows):
+    for r in rows:
         sat = f"{float(r['saturation']):.2f}" if r.get("saturation") not in ("", None) else "–"
         real = f"{float(r['realism']):.3f}" if r.get("realism") not in ("", None) else "–"
-        print(f"| {r['prompt']} | {r['method']} | {start} | {r['seed']} | "
+        print(f"| {r['prompt']} | {r['method']} | {r['start']} | {r['seed']} | "
               f"{r.get('nearest_completion') or '–'} | {sat} | {real} | {r['status']} |")
-    return [{"start": start, **r} for start, r in zip(starts, rows)]
+    return rows
 
 
 if __name__ == "__main__":

@@ -109,6 +109,34 @@ def test_average_table_counts_runs_at_the_average_completion(tmp_path):
     assert table["| lods-embedding@1000"][1:5] == ["2", "1", "0.25", f"{1 - (7 / 8) ** 2:.2g} |"]
 
 
+def test_start_table_counts_runs_at_the_starts_and_at_the_gray_completion(tmp_path):
+    rows = [_row("sds@1", "a cube", "ambiguous", 0, "a blue cube", 0.7, 0.02, start="blue"),
+            _row("sds@1", "a cube", "ambiguous", 1, "a green cube", 0.7, 0.02, start="green"),
+            _row("sds@1", "a cube to the left of a red sphere", "ambiguous", 2, "a yellow cube to the left of a red sphere",
+                 0.7, 0.02, start="yellow"),
+            _row("lods-embedding@1000", "a cube", "ambiguous", 0, "a gray cube", 0.1, 0.1, start="blue"),
+            _row("lods-embedding@1000", "a cube", "ambiguous", 1, "a gray cube", 0.1, 0.1, start="green"),
+            _row("lods-embedding@1000", "a red object", "ambiguous", 0, "a red cube", 0.8, 0.1, start="blue")]
+    for r in rows:
+        r["n_completions"] = 8
+    _write(tmp_path / "results.csv", rows)
+    proc = _run(tmp_path / "results.csv")
+    assert proc.returncode == 0, proc.stderr
+    table = [line.split(" | ") for line in proc.stdout.split("\n\n")[-1].splitlines()[2:]]
+    cells = {(t[0], t[1]): t[2:] for t in table}
+    assert cells[("| sds@1", "blue")] == ["1", "1", "0", "0.12", "0.12 |"]  # ends at its start: chance 1/8
+    assert cells[("| sds@1", "yellow")][:3] == ["1", "1", "0"]  # the open colour filled, the given one kept
+    assert cells[("| lods-embedding@1000", "blue")][:3] == ["1", "0", "1"]  # "a red object" has an open shape: left out
+    assert cells[("| lods-embedding@1000", "green")][:3] == ["1", "0", "1"]
+    # a csv of gray starts only: no table unless asked, and then every run under gray
+    for r in rows:
+        r["start"] = ""
+    _write(tmp_path / "gray.csv", rows)
+    assert "at the start's completion" not in _run(tmp_path / "gray.csv").stdout
+    asked = _run(tmp_path / "gray.csv", "--starts").stdout.split("\n\n")[-1].splitlines()[2:]
+    assert [line.split(" | ")[:4] for line in asked] == [["| sds@1", "gray", "3", "0"], ["| lods-embedding@1000", "gray", "2", "2"]]
+
+
 def test_no_finished_run_is_an_error(tmp_path):
     _write(tmp_path / "results.csv", [_row("sds@7.5", "a cube", "ambiguous", 0, "", 0.1, 0.02, status="not run")])
     proc = _run(tmp_path / "results.csv")

@@ -36,7 +36,7 @@ DEFAULT_PROMPTS = (  # half ambiguous, half specified; all three categories
 PROMPT_SETS = ("default", "headline")
 GAP_FILE = "gap.json"
 COLUMNS = [
-    "dims", "method", "guidance", "scale", "backbone", "seed", "prompt", "kind", "category", "n_completions",
+    "dims", "method", "guidance", "scale", "backbone", "seed", "start", "prompt", "kind", "category", "n_completions",
     "nearest_completion", "psnr", "ssim", "iou", "saturation", "saturation_error", "realism", "judge_color_confidence",
     "judge_shape_confidence", "judge_confidence", "recognized_views", "n_views", "learned_loss", "learned_loss_clean",
     "learned_fit", "seconds", "steps", "image_lr", "status", "run_dir",
@@ -136,6 +136,7 @@ class GapConfig:
     baseline: str | None = None  # a grid label; None: the SDS entry with the best mean judge confidence
     report_only: bool = False  # start no run: report the finished ones (the others: status "not run")
     restore_from: list = field(default_factory=list)  # results.csv files whose finished jobs count as done (gap_restore.py)
+    start_colours: list = field(default_factory=list)  # seed k starts from colour k mod n ([]: the default start; gap_starts.py)
     command: str = ""
 
     def resolved_prompts(self) -> list[str]:
@@ -169,6 +170,11 @@ class GapConfig:
             for b in self.backbones or [None]:
                 if b not in BACKBONES:
                     raise UserError(f"unknown backbone {b!r}; choose from: {', '.join(BACKBONES)}")
+        from .gap_starts import parse_colours
+
+        self.start_colours = parse_colours(self.start_colours)
+        if self.start_colours and self.dims == "3d" and set(self.backbones) != {"gs"}:
+            raise UserError("--start-colours recolours the 3DGS start ball; a 3d benchmark with it needs --backbones gs")
         if not isinstance(self.restore_from, list):  # None or one csv, as a Python caller may pass them
             self.restore_from = [] if self.restore_from is None else [str(self.restore_from)]
         if self.baseline is not None and self.baseline not in {e.label for e in self.grid}:
@@ -201,8 +207,11 @@ def check_vocabulary(prior: str | None, prompts: list[str]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- jobs
-def _slug_dir(gc: GapConfig, entry: GridEntry, backbone: str, seed: int, slug: str) -> Path:
+def _slug_dir(gc: GapConfig, entry: GridEntry, backbone: str, seed: int, start: str, slug: str) -> Path:
+    from .gap_starts import changes_the_run
+
     group = entry.label.replace("@", "-s").replace("+", "_").replace("=", "-") + ("" if gc.dims == "2d" else f"-{backbone}") + f"-seed{seed}"
+    group += f"-start-{start}" if changes_the_run(gc.dims, start) else ""  # the default start keeps the old folders
     return Path(gc.out) / "runs" / gc.dims / group / slug
 
 
@@ -228,6 +237,7 @@ def _config_3d(gc: GapConfig, entry: GridEntry, backbone: str, prompt: str, seed
 
 def plan_jobs(gc: GapConfig) -> list[dict]:
     """Jobs in an order that interleaves the grid (workers side by side run different methods)."""
+    from .gap_starts import apply_start, start_of
     from .suites import unique_slugs
 
     prompts = gc.resolved_prompts()
@@ -235,61 +245,37 @@ def plan_jobs(gc: GapConfig) -> list[dict]:
     backbones = ["2d"] if gc.dims == "2d" else list(gc.backbones)
     jobs = []
     for seed in range(gc.seeds):
+        start = start_of(gc.start_colours, gc.dims, seed)
         for prompt in prompts:
             kind, category = prompt_kind(prompt)
             for backbone in backbones:
                 for entry in gc.grid:
-                    out = _slug_dir(gc, entry, backbone, seed, slugs[prompt])
+                    out = _slug_dir(gc, entry, backbone, seed, start, slugs[prompt])
                     cfg = (_config_2d(gc, entry, prompt, seed, out) if gc.dims == "2d"
                            else _config_3d(gc, entry, backbone, prompt, seed, out))
                     jobs.append({"dims": gc.dims, "method": entry.method, "label": entry.label, "backbone": backbone,
-                                 "seed": seed, "prompt": prompt, "kind": kind, "category": category, "config": cfg,
-                                 "index": len(jobs)})
+                                 "seed": seed, "start": start, "prompt": prompt, "kind": kind, "category": category,
+                                 "config": cfg, "index": len(jobs)})
+                    apply_start(jobs[-1], gc.out)
     return jobs
 
 
 def check_existing(job: dict) -> None:
     """A job folder left by an earlier benchmark must hold a run of the same settings."""
-    cfg = job["config"]
-    gap = Path(cfg.out) / GAP_FILE
     if job["dims"] == "3d":
         from .jobs import check_existing as check_generate
 
         return check_generate(job)
-    from .gap_jobs import settings_2d
+    from .gap_jobs import check_existing_2d
 
-    from ..guidance import GuidanceConfig
-    from ..runs import differences, flatten
-
-    new = settings_2d(cfg)
-    if gap.exists():
-        data = json.loads(gap.read_text())
-        if "settings" not in data and "restored_from" in data:
-            return  # restored from a csv row of the same job key (gap_restore.py)
-        old = data.get("settings", {})
-    elif (gap.parent / "config.yaml").exists():  # a run not yet scored: compare with distill2d's own config
-        import yaml
-
-        old = yaml.safe_load((gap.parent / "config.yaml").read_text()) or {}
-        new = {k: new[k] for k in ("prompt", "guidance", "steps", "seed", "lr")}
-        old = {k: old.get(k) for k in new}
-    else:
-        return
-    from ..pipelines.distill2d import Distill2DConfig
-
-    # settings added since a run was scored, at their default
-    added = {**flatten({"guidance_config": dataclasses.asdict(GuidanceConfig())}), "lr": Distill2DConfig.lr}
-    diffs = differences(flatten(old), flatten(new), added)
-    if diffs:
-        raise UserError(f"{gap.parent} holds a run made with other settings ({diffs[0]}, there -> now); "
-                        "choose another --out, or delete that folder")
+    check_existing_2d(job["config"], Path(job["config"].out) / GAP_FILE)
 
 
 # ---------------------------------------------------------------------------------------------- rows
 def empty_row(job: dict, status: str) -> dict:
     row = {c: "" for c in COLUMNS}
     row.update(dims=job["dims"], method=job["label"], guidance=job["method"], backbone=job["backbone"], seed=job["seed"],
-               prompt=job["prompt"], kind=job["kind"], category=job["category"], status=status,
+               start=job["start"], prompt=job["prompt"], kind=job["kind"], category=job["category"], status=status,
                run_dir=str(job["config"].out), steps=job["config"].steps,
                image_lr=job["config"].lr if job["dims"] == "2d" else "")
     return row
@@ -374,6 +360,9 @@ def run_gap(gc: GapConfig, on_row: Callable[[dict, int, int], None] | None = Non
 
     gc.validate()
     jobs = plan_jobs(gc)
+    from .gap_starts import write_starts
+
+    write_starts(jobs)  # before the configs' checks, which want their start files
     for job in jobs:
         job["config"].validate()
         check_existing(job)

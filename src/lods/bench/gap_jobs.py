@@ -135,9 +135,38 @@ def run_3d(job: dict) -> tuple[dict | None, str]:
     return data, qrow["status"]
 
 
+def check_existing_2d(cfg, gap: Path) -> None:
+    """A 2D job folder left by an earlier benchmark must hold a run of the same settings (`gap` its gap.json)."""
+    from ..errors import UserError
+    from ..guidance import GuidanceConfig
+    from ..pipelines.distill2d import Distill2DConfig
+    from ..runs import differences, flatten
+
+    new = settings_2d(cfg)
+    if gap.exists():
+        data = json.loads(gap.read_text())
+        if "settings" not in data and "restored_from" in data:
+            return  # restored from a csv row of the same job key (gap_restore.py)
+        old = data.get("settings", {})
+    elif (gap.parent / "config.yaml").exists():  # a run not yet scored: compare with distill2d's own config
+        import yaml
+
+        old = yaml.safe_load((gap.parent / "config.yaml").read_text()) or {}
+        new = {k: new[k] for k in ("prompt", "guidance", "steps", "seed", "lr", "init")}
+        old = {k: old.get(k) for k in new}
+    else:
+        return
+    # settings added since a run was scored, at their default
+    added = {**flatten({"guidance_config": dataclasses.asdict(GuidanceConfig())}), "lr": Distill2DConfig.lr, "init": None}
+    diffs = differences(flatten(old), flatten(new), added)
+    if diffs:
+        raise UserError(f"{gap.parent} holds a run made with other settings ({diffs[0]}, there -> now); "
+                        "choose another --out, or delete that folder")
+
+
 def settings_2d(cfg) -> dict:
     return {"prompt": cfg.prompt, "guidance": cfg.guidance, "steps": cfg.steps, "seed": cfg.seed, "lr": cfg.lr, "prior": cfg.prior,
-            "guidance_scale": cfg.guidance_scale, "guidance_config": dataclasses.asdict(cfg.guidance_config)}
+            "init": cfg.init, "guidance_scale": cfg.guidance_scale, "guidance_config": dataclasses.asdict(cfg.guidance_config)}
 
 
 def learned_loss(history: list[dict], final: dict | None = None) -> float | None:

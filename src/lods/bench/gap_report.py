@@ -87,7 +87,9 @@ def write_summary(gc, rows: list[dict], path: Path, started, wall: float, plots:
              f"- Hardware: {hardware_line(hardware_info(gc.device))}",
              f"- Prior: {prior_line(gc.prior)}",
              f"- Settings: grid {', '.join(e.label for e in gc.grid)}; steps {steps}; seeds 0..{gc.seeds - 1}"
-             + ("" if gc.dims == "2d" else f"; backbones {', '.join(gc.backbones)}, preset {gc.preset}"),
+             + ("" if gc.dims == "2d" else f"; backbones {', '.join(gc.backbones)}, preset {gc.preset}")
+             + (f"; seed k starts from colour k mod {len(gc.start_colours)} of {', '.join(gc.start_colours)}"
+                if gc.start_colours else f"; every run starts from {'noise' if gc.dims == '2d' else 'the gray ball'}"),
              f"- Runs: {len(rows)} ({len(ok)} finished, {len(failed)} failed"
              + (f", {len(rows) - len(ok) - len(failed)} not run yet: a partial report" if len(rows) > len(ok) + len(failed) else "")
              + f"); {sum(1 for r in rows if r['status'] == 'done before')} reused from an earlier invocation", ""]

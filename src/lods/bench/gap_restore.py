@@ -1,8 +1,9 @@
 """Continue a gap benchmark from a results.csv alone (`lods bench gap --restore-from`).
 
 A long benchmark outlives the machine it started on; its results.csv is the small part worth keeping. Restoring
-writes a job's `gap.json` from the csv row of the same job (method and scale, backbone, seed, prompt, steps and, in
-2D, the image's learning rate; a csv from before that column ran the playground's default), so the
+writes a job's `gap.json` from the csv row of the same job (method and scale, backbone, seed, prompt, steps, the start
+and, in 2D, the image's learning rate; a csv from before a column ran its default: the gray ball in 3D, noise in 2D,
+the playground's learning rate), so the
 run counts as finished and is not run again; the gap.json records where it came from, and the new csv row keeps
 the old row's run_dir (where the run's files are, if anywhere). The run folder's other files (checkpoints, renders)
 are not copied: a picture grid shows a restored run only where its old folder is on this machine.
@@ -19,12 +20,19 @@ from .results import is_finished
 
 _TEXT = ("nearest_completion",)
 _KEY = ("method", "backbone", "seed", "prompt", "steps")
-_IDENTITY = {"dims", "method", "guidance", "backbone", "seed", "prompt", "kind", "category", "status", "run_dir"}
+_IDENTITY = {"dims", "method", "guidance", "backbone", "seed", "start", "prompt", "kind", "category", "status", "run_dir"}
 
 
-def _key(method, backbone, seed, prompt, steps, image_lr) -> tuple:
+def _key(method, backbone, seed, prompt, steps, image_lr, start) -> tuple:
     return (str(method), str(backbone), int(seed), str(prompt), "" if steps in ("", None) else int(steps),
-            "" if image_lr in ("", None) else float(image_lr))
+            "" if image_lr in ("", None) else float(image_lr), str(start))
+
+
+def _start(dims: str, start) -> str:
+    """A row's start ("" or absent in a csv from before the column: the default start of its dims)."""
+    from .gap_starts import DEFAULT_START
+
+    return str(start) if start not in ("", None) else DEFAULT_START.get(dims, "")
 
 
 def _image_lr(dims: str, image_lr) -> float | str:
@@ -46,7 +54,8 @@ def read_finished(path: str | Path) -> dict[tuple, dict]:
         raise UserError(f"cannot read --restore-from {path}: {e.strerror or e}") from None
     if rows and not set(_KEY) <= set(rows[0]):
         raise UserError(f"{path} is not a results.csv of `lods bench gap` (it lacks {', '.join(_KEY)})")
-    return {_key(*(r[k] for k in _KEY), _image_lr(r.get("dims", ""), r.get("image_lr"))): r
+    return {_key(*(r[k] for k in _KEY), _image_lr(r.get("dims", ""), r.get("image_lr")),
+                 _start(r.get("dims", ""), r.get("start"))): r
             for r in rows if is_finished(r.get("status"))}
 
 
@@ -75,7 +84,7 @@ def restore(jobs: list[dict], csv_paths: list, gap_file: str) -> int:
         if gap.exists():
             continue
         key = _key(job["label"], job["backbone"], job["seed"], job["prompt"], cfg.steps,
-                   _image_lr(job["dims"], getattr(cfg, "lr", None)))
+                   _image_lr(job["dims"], getattr(cfg, "lr", None)), job["start"])
         found = next(((src, rows[key]) for src, rows in sources if key in rows), None)
         if found is None:
             continue

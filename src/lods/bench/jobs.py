@@ -68,7 +68,7 @@ def plan_jobs(bc: BenchConfig, suite: list[SuitePrompt]) -> list[dict]:
     return jobs
 
 
-_COMPARED = ("prompt", "backbone", "guidance", "seed", "steps", "prior", "preset", "render_size", "device")
+_COMPARED = ("prompt", "backbone", "guidance", "seed", "steps", "prior", "preset", "render_size", "device", "init_ply")
 
 
 def check_existing(job: dict) -> None:

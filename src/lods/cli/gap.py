@@ -27,6 +27,9 @@ def gap(
     backbones: str = typer.Option("gs", help="3d: comma-separated backbones, gs and/or nerf."),
     render_size: Optional[int] = typer.Option(None, help="3d: render size during optimisation (default: the preset's)."),
     num_points: Optional[int] = typer.Option(None, help="3d, gs: initial number of Gaussians (default: the preset's)."),
+    start_colours: Optional[str] = typer.Option(None, help="Comma-separated world colours: seed k starts from colour "
+                                                           "k mod n (3d: the 3DGS ball recoloured; 2d: its picture). "
+                                                           "Default: the gray ball (3d), noise (2d)."),
     baseline: Optional[str] = typer.Option(None, help="The grid entry the paired differences compare with (default: "
                                                       "the SDS entry with the best mean judge confidence)."),
     workers: int = typer.Option(1, help="Runs in parallel (worker processes)."),
@@ -58,11 +61,11 @@ def gap(
                    prompt_set=prompt_set, seeds=seeds, steps=steps, image_lr=image_lr, backbones=parse_list(backbones, "--backbones"),
                    render_size=render_size, num_points=num_points, baseline=baseline, workers=workers, threads=threads,
                    prior=prior, device=check_device(device), out=str(out), report_only=report_only,
-                   restore_from=[str(p) for p in restore_from or []])
+                   restore_from=[str(p) for p in restore_from or []], start_colours=start_colours)
     options = dict(grid=grid, dims=dims, prompts=prompts, prompt_set=None if prompts else prompt_set, seeds=seeds,
                    steps=steps, image_lr=image_lr, backbones=backbones if dims == "3d" else None, render_size=render_size,
                    num_points=num_points, baseline=baseline, workers=workers, threads=threads, prior=prior,
-                   device=device, out=out, restore_from=restore_from)
+                   device=device, out=out, restore_from=restore_from, start_colours=start_colours)
     gc.command = command_line("gap", options)
     on_row = None if quiet else (lambda row, done, total: typer.echo(_echo(row, done, total), err=True))
     try:
@@ -80,7 +83,8 @@ def gap(
 
 
 def _echo(row: dict, done: int, total: int) -> str:
-    bits = [f"[{done}/{total}] {row['method']} {row['backbone']} seed {row['seed']} “{row['prompt']}”: {row['status']}"]
+    start = f" from {row['start']}" if row.get("start") not in ("", None, "gray", "noise") else ""
+    bits = [f"[{done}/{total}] {row['method']} {row['backbone']} seed {row['seed']}{start} “{row['prompt']}”: {row['status']}"]
     for key, fmt in (("nearest_completion", "→ {}"), ("judge_confidence", "judge {:.2f}"), ("realism", "realism {:.2f}"),
                      ("seconds", "{:.0f} s")):
         v = row.get(key)
