@@ -12,7 +12,6 @@ SDS at 7.5 is printed as the reference of a clean result. Rows land in OUT/rows.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 from pathlib import Path
@@ -73,7 +72,7 @@ def main() -> None:
                     f.write(json.dumps(row) + "\n")
                 print(json.dumps(row), flush=True)
     rows = [json.loads(line) for line in rows_path.read_text().splitlines()]
-    print(f"\n| method | lr | s | saturation | realism ↓ | loss_learned | fit ratio ↓ | fits | n |\n|---|---|---|---|---|---|---|---|---|")
+    print("\n| method | lr | s | saturation | realism ↓ | loss_learned | fit ratio ↓ | fits | n |\n|---|---|---|---|---|---|---|---|---|")
     for method, field, lr, scale in jobs:
         sel = [r for r in rows if r["method"] == method and r["lr"] == lr and r["scale"] == scale and r["prompt"] in prompts
                and r["key"][5:] == [args.steps, args.prior]]

@@ -1,7 +1,6 @@
 """Every bad input and broken environment: one line on stderr, the documented exit code, earlier results untouched."""
 
 import errno
-import json
 import os
 import shutil
 import struct
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_here, snapshot, tiny
+from conftest import snapshot, tiny
 
 
 @pytest.fixture

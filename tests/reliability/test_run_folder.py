@@ -6,9 +6,8 @@ import shutil
 import stat
 import time
 
-import pytest
 
-from conftest import run_here, snapshot, spawn, tiny
+from conftest import snapshot, spawn, tiny
 
 
 def copy_of(finished, tmp_path, name="run"):

@@ -12,7 +12,6 @@ one stopped. Results: OUT/results.csv, OUT/summary.md, OUT/plots/ (bench/gap_rep
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time

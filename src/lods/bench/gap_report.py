@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from .hardware import hardware_info, hardware_line, prior_line
-from .results import NOT_RUN, is_finished
+from .results import is_finished
 from .stats import format_mean_std as _fmt
 from .stats import mean_std, metric_value as _value, paired_cells
 

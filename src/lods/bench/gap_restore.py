@@ -12,7 +12,6 @@ are not copied: a picture grid shows a restored run only where its old folder is
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 from ..errors import UserError
