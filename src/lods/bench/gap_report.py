@@ -207,7 +207,7 @@ def _plot_vs_scale(ax, rows, metric) -> None:
 
 
 def picture_grid(gc, rows: list[dict], folder: Path, plt) -> Path | None:
-    """The first ambiguous prompt: one row per method@scale (and backbone), one column per seed."""
+    """The first ambiguous prompt: one row per method@scale (and backbone), one column per seed (and its start)."""
     from .suites import slugify
 
     prompt = next((r["prompt"] for r in rows if r["kind"] == "ambiguous"), None)
@@ -232,7 +232,8 @@ def picture_grid(gc, rows: list[dict], folder: Path, plt) -> Path | None:
             if j == 0:
                 ax.set_ylabel(key[0] + ("" if key[1] == "2d" else f"\n{key[1]}"), fontsize=7)
             if i == 0:
-                ax.set_title(f"seed {seed}", fontsize=7)
+                start = next((r.get("start") for r in sel if int(r["seed"]) == seed), "")
+                ax.set_title(f"seed {seed}" + (f", from {start}" if gc.start_colours else ""), fontsize=7)
     fig.suptitle(prompt, fontsize=9)
     fig.tight_layout()
     path = folder / f"grid_{slugify(prompt)}.png"
