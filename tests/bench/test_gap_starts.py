@@ -134,9 +134,12 @@ def test_the_command_line_takes_start_colours(world_prior, tmp_path, monkeypatch
     err = capsys.readouterr().err.strip()
     assert exc.value.code == 2 and "unknown colour 'teal'" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "bad").exists()
-    monkeypatch.setattr(sys, "argv", argv + ["--out", str(tmp_path / "ok"), "--start-colours", "red,blue"])
+    loud = [a for a in argv if a != "--quiet"]
+    monkeypatch.setattr(sys, "argv", loud + ["--out", str(tmp_path / "ok"), "--start-colours", "red,blue"])
     with pytest.raises(SystemExit) as exc:
         main()
     assert exc.value.code in (0, None)
+    err = capsys.readouterr().err
+    assert "sds@1 2d seed 0 from red “a cube”: ok" in err and "seed 1 from blue" in err
     assert [(r["seed"], r["start"]) for r in read(tmp_path / "ok" / "results.csv")] == [("0", "red"), ("1", "blue")]
     assert "--start-colours red,blue" in (tmp_path / "ok" / "summary.md").read_text()

@@ -83,7 +83,9 @@ def gap(
 
 
 def _echo(row: dict, done: int, total: int) -> str:
-    start = f" from {row['start']}" if row.get("start") not in ("", None, "gray", "noise") else ""
+    from ..bench.gap_starts import changes_the_run
+
+    start = f" from {row['start']}" if row.get("start") and changes_the_run(row["dims"], row["start"]) else ""
     bits = [f"[{done}/{total}] {row['method']} {row['backbone']} seed {row['seed']}{start} “{row['prompt']}”: {row['status']}"]
     for key, fmt in (("nearest_completion", "→ {}"), ("judge_confidence", "judge {:.2f}"), ("realism", "realism {:.2f}"),
                      ("seconds", "{:.0f} s")):
