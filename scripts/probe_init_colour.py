@@ -18,10 +18,10 @@ table and writes OUT/results.csv. Finished runs are kept: rerunning the command 
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
+from lods.bench.gap_csv import write_rows
 from lods.bench.gap import COLUMNS, GapConfig, parse_grid, plan_jobs, run_jobs
 from lods.bench.gap_starts import write_starts
 from lods.errors import UserError
@@ -54,12 +54,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for i, job in enumerate(jobs):
         job["index"] = i
     rows = run_jobs(jobs, args.workers, 1)  # in job order
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "results.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        w.writeheader()
-        for r in rows:
-            w.writerow({c: r.get(c, "") for c in COLUMNS})
+    write_rows(out / "results.csv", rows, COLUMNS)
     print("| prompt | entry | start | seed | nearest completion | saturation | realism | status |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:

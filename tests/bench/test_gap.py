@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import read
+
 from lods.errors import UserError
 from lods.bench.gap import (
     COLUMNS,
@@ -18,19 +20,10 @@ from lods.bench.gap import (
     prompt_kind,
     run_gap,
 )
-from lods.priors.tiny_sd import build_tiny_world_prior
 
 TINY_EXPORT = {"mesh_resolution": 16, "turntable_frames": 2, "turntable_size": 16, "views_size": 16, "eval_views": 4}
 
 
-@pytest.fixture(scope="module")
-def world_prior(tmp_path_factory):
-    return str(build_tiny_world_prior(tmp_path_factory.mktemp("world") / "prior"))
-
-
-def read(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def test_grid_parsing():

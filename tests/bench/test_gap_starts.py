@@ -5,6 +5,8 @@ import json
 from pathlib import Path
 
 import pytest
+
+from .conftest import read
 import torch
 
 from lods.bench.gap import COLUMNS, GapConfig, parse_grid, plan_jobs, run_gap
@@ -12,7 +14,6 @@ from lods.bench.gap_restore import restore
 from lods.bench.gap_starts import recoloured_ball
 from lods.errors import UserError
 from lods.pipelines.presets import preset_config
-from lods.priors.tiny_sd import build_tiny_world_prior
 from lods.scenes.gaussians import GaussianScene, sh_to_rgb
 from lods.scenes.init_ply import scene_from_ply
 from lods.scenes.ply import save_ply
@@ -22,14 +23,6 @@ TINY_3D = dict(dims="3d", render_size=16, num_points=48,
                export={"mesh_resolution": 16, "turntable_frames": 2, "turntable_size": 16, "views_size": 16, "eval_views": 4})
 
 
-@pytest.fixture(scope="module")
-def world_prior(tmp_path_factory):
-    return str(build_tiny_world_prior(tmp_path_factory.mktemp("world") / "prior"))
-
-
-def read(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def rgb(scene):
