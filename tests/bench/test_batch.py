@@ -3,6 +3,7 @@ and LoRA adapters do not leak between runs that share one prior (tiny world prio
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -79,6 +80,8 @@ def test_three_prompts_one_load_a_failure_in_the_middle_and_a_rerun_skips(prior_
     assert seen == [(1, 3), (2, 3), (3, 3)]
     rows = read(out / "results.csv")
     assert [r["prompt"] for r in rows] == prompts
+    assert [r["status"] for r in result["rows"]] == [r["status"] for r in rows]  # the return matches the csv
+    assert Path(result["csv_path"]) == out / "results.csv"
     assert [r["status"] for r in rows][::2] == ["ok", "ok"]
     assert rows[1]["status"].startswith("failed: UserError") and "unicorn" in rows[1]["status"]
     for r in rows[::2]:  # each finished prompt has the outputs of a single run

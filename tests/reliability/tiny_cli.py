@@ -3,7 +3,6 @@ reliability tests can drive the real command line in a subprocess within seconds
 
 import sys
 
-from lods.export import video
 from lods.pipelines import presets
 from lods.pipelines.run_config import ExportConfig
 from lods.render.cameras import CameraSamplerConfig
