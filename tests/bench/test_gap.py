@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import read
-
 from lods.errors import UserError
 from lods.bench.gap import (
     COLUMNS,
@@ -21,9 +19,9 @@ from lods.bench.gap import (
     run_gap,
 )
 
+from .conftest import read
+
 TINY_EXPORT = {"mesh_resolution": 16, "turntable_frames": 2, "turntable_size": 16, "views_size": 16, "eval_views": 4}
-
-
 
 
 def test_grid_parsing():

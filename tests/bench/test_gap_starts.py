@@ -5,8 +5,6 @@ import json
 from pathlib import Path
 
 import pytest
-
-from .conftest import read
 import torch
 
 from lods.bench.gap import COLUMNS, GapConfig, parse_grid, plan_jobs, run_gap
@@ -19,10 +17,10 @@ from lods.scenes.init_ply import scene_from_ply
 from lods.scenes.ply import save_ply
 from lods.world.shapes import COLORS
 
+from .conftest import read
+
 TINY_3D = dict(dims="3d", render_size=16, num_points=48,
                export={"mesh_resolution": 16, "turntable_frames": 2, "turntable_size": 16, "views_size": 16, "eval_views": 4})
-
-
 
 
 def rgb(scene):

@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from ..bench.gap import DEFAULT_GRID
+from ..bench.gap_starts import changes_the_run
 from ..errors import Interrupted, UserError
 
 GRID_HELP = ("Comma-separated method@scale entries; a bare method keeps its preset's scale (CSD has none), inf is 1e6, "
@@ -83,8 +84,6 @@ def gap(
 
 
 def _echo(row: dict, done: int, total: int) -> str:
-    from ..bench.gap_starts import changes_the_run
-
     start = f" from {row['start']}" if row.get("start") and changes_the_run(row["dims"], row["start"]) else ""
     bits = [f"[{done}/{total}] {row['method']} {row['backbone']} seed {row['seed']}{start} “{row['prompt']}”: {row['status']}"]
     for key, fmt in (("nearest_completion", "→ {}"), ("judge_confidence", "judge {:.2f}"), ("realism", "realism {:.2f}"),
